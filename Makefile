@@ -1,0 +1,36 @@
+# Two commands do all set-up on a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+export JAX_PLATFORMS ?= cpu
+export HF_HUB_OFFLINE = 1
+
+.PHONY: demo test test-fast bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+# The core install (demo) and the test install (adds torch + transformers as references).
+$(VENV)/.core: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e .
+	touch $@
+$(VENV)/.test: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e '.[test]'
+	touch $@ $(VENV)/.core
+
+demo: $(VENV)/.core
+	$(BIN)/visprior pretrain --config=configs/pretrain.py:demo --workdir=runs/demo
+
+test: $(VENV)/.test
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile tests
+
+test-fast: $(VENV)/.test
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile -m "not slow" tests
+
+bench: $(VENV)/.core
+	$(BIN)/python bench/train_step.py --config=configs/pretrain.py:bench_small
+	$(BIN)/python bench/train_step.py --config=configs/pretrain.py:bench_cpu
+
+clean:
+	rm -rf $(VENV) runs

@@ -1,0 +1,255 @@
+"""Llama-3 decoder in Flax NNX.
+
+RMSNorm, RoPE (configurable theta, optional Llama-3.1 frequency scaling), grouped-query attention,
+SwiGLU MLP, tied or untied embeddings, no biases. Parameters are float32; the compute dtype is
+configurable. Attention runs over packed sequences: ``segment_ids`` keep documents apart and
+``positions`` restart per document.
+
+Parameter layout (the pure-dict paths that checkpoints and converters use)::
+
+  embed/embedding          (vocab, embed)
+  blocks/attn_norm/scale   (layers, embed)
+  blocks/attn/wq           (layers, embed, heads, head_dim)
+  blocks/attn/wk, wv       (layers, embed, kv_heads, head_dim)
+  blocks/attn/wo           (layers, heads, head_dim, embed)
+  blocks/mlp_norm/scale    (layers, embed)
+  blocks/mlp/w_gate, w_up  (layers, embed, mlp)
+  blocks/mlp/w_down        (layers, mlp, embed)
+  final_norm/scale         (embed,)
+  lm_head/kernel           (embed, vocab)      absent when embeddings are tied
+
+Block parameters are always stacked along a leading ``layers`` axis, so a checkpoint is the same
+whether the layers run under ``jax.lax.scan`` (``scan_layers=True``: one compiled layer, fast
+compiles) or unrolled. RoPE uses the rotate-half convention of HF transformers, so HF weights map
+onto these by reshapes only (no permutation).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import jax
+from jax.ad_checkpoint import checkpoint_name
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from visprior_jax.models import attention
+from visprior_jax.models.axes import constrain
+
+REMAT_POLICIES = ("none", "minimal", "dots", "dots_except_mlp", "full")
+
+
+@dataclasses.dataclass(frozen=True)
+class LlamaConfig:
+  vocab_size: int = 32000
+  embed_dim: int = 1024
+  num_layers: int = 24
+  num_heads: int = 16
+  num_kv_heads: int = 16
+  head_dim: int = 64
+  mlp_dim: int = 2816
+  max_seq_len: int = 2048
+  rope_theta: float = 10000.0
+  # Llama-3.1 frequency scaling: None, or dict(factor, low_freq_factor, high_freq_factor,
+  # original_max_position_embeddings) exactly as in HF's rope_parameters.
+  rope_scaling: dict | None = None
+  norm_eps: float = 1e-6
+  tie_embeddings: bool = False
+  init_std: float = 0.02
+  dtype: str = "float32"          # compute dtype; bfloat16 on accelerators
+  param_dtype: str = "float32"
+  attention: str = "xla"          # xla | cudnn | splash
+  scan_layers: bool = True
+  remat: str = "none"             # see REMAT_POLICIES
+  logits_soft_cap: float = 0.0    # 0 disables
+
+  def __post_init__(self):
+    if self.num_heads % self.num_kv_heads:
+      raise ValueError(f"num_heads={self.num_heads} is not a multiple of num_kv_heads={self.num_kv_heads}")
+    if self.remat not in REMAT_POLICIES:
+      raise ValueError(f"remat={self.remat!r} is not one of {REMAT_POLICIES}")
+    if self.attention not in attention.IMPLEMENTATIONS:
+      raise ValueError(f"attention={self.attention!r} is not one of {attention.IMPLEMENTATIONS}")
+    if self.rope_scaling is not None and not isinstance(self.rope_scaling, dict):
+      object.__setattr__(self, "rope_scaling", dict(self.rope_scaling))
+
+  @classmethod
+  def from_dict(cls, d: dict[str, Any]) -> "LlamaConfig":
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(d) - names)
+    if unknown:
+      raise ValueError(f"unknown model config fields {unknown}; known: {sorted(names)}")
+    return cls(**d)
+
+  def to_dict(self) -> dict[str, Any]:
+    return dataclasses.asdict(self)
+
+
+def _param(rngs: nnx.Rngs, shape, axes, std, dtype):
+  value = (std * jax.random.normal(rngs.params(), shape)).astype(dtype) if std else jnp.ones(shape, dtype)
+  return nnx.Param(value, logical_axes=tuple(axes))
+
+
+def rope_inverse_frequencies(head_dim: int, theta: float, scaling: dict | None) -> np.ndarray:
+  """float32 inverse frequencies, computed the way HF transformers computes them."""
+  inv = 1.0 / (np.float32(theta) ** (np.arange(0, head_dim, 2, dtype=np.int64).astype(np.float32) / head_dim))
+  inv = inv.astype(np.float32)
+  if scaling is None:
+    return inv
+  factor = scaling["factor"]
+  low, high = scaling["low_freq_factor"], scaling["high_freq_factor"]
+  old_len = scaling["original_max_position_embeddings"]
+  wavelen = 2 * np.pi / inv
+  scaled = np.where(wavelen > old_len / low, inv / factor, inv)
+  smooth = (old_len / wavelen - low) / (high - low)
+  smoothed = (1 - smooth) * scaled / factor + smooth * scaled
+  medium = ~(wavelen < old_len / high) & ~(wavelen > old_len / low)
+  return np.where(medium, smoothed, scaled).astype(np.float32)
+
+
+def apply_rope(x: jax.Array, positions: jax.Array, inv_freq: np.ndarray) -> jax.Array:
+  """x (B,T,H,D), positions (B,T) -> rotated x, computed in float32 (rotate-half convention)."""
+  angles = positions[..., None].astype(jnp.float32) * jnp.asarray(inv_freq)   # (B,T,D/2)
+  angles = jnp.concatenate([angles, angles], axis=-1)[:, :, None, :]
+  cos, sin = jnp.cos(angles), jnp.sin(angles)
+  xf = x.astype(jnp.float32)
+  half = x.shape[-1] // 2
+  rotated = jnp.concatenate([-xf[..., half:], xf[..., :half]], axis=-1)
+  return (xf * cos + rotated * sin).astype(x.dtype)
+
+
+class RMSNorm(nnx.Module):
+  def __init__(self, dim: int, eps: float, dtype, rngs: nnx.Rngs):
+    self.scale = _param(rngs, (dim,), ("norm",), 0.0, dtype)
+    self.eps = eps
+
+  def __call__(self, x):
+    xf = x.astype(jnp.float32)
+    xf = xf * jax.lax.rsqrt(jnp.mean(xf * xf, axis=-1, keepdims=True) + self.eps)
+    return (xf * self.scale[...].astype(jnp.float32)).astype(x.dtype)
+
+
+class Attention(nnx.Module):
+  def __init__(self, cfg: LlamaConfig, rngs: nnx.Rngs):
+    d, h, k, hd, pd = cfg.embed_dim, cfg.num_heads, cfg.num_kv_heads, cfg.head_dim, cfg.param_dtype
+    self.wq = _param(rngs, (d, h, hd), ("embed", "heads", "head_dim"), cfg.init_std, pd)
+    self.wk = _param(rngs, (d, k, hd), ("embed", "kv_heads", "head_dim"), cfg.init_std, pd)
+    self.wv = _param(rngs, (d, k, hd), ("embed", "kv_heads", "head_dim"), cfg.init_std, pd)
+    self.wo = _param(rngs, (h, hd, d), ("heads", "head_dim", "embed"), cfg.init_std, pd)
+    self.cfg = cfg
+
+  def __call__(self, x, positions, segment_ids, inv_freq):
+    cfg, dt = self.cfg, jnp.dtype(self.cfg.dtype)
+    name = checkpoint_name
+    q = name(jnp.einsum("btd,dhk->bthk", x, self.wq[...].astype(dt)), "qkv_proj")
+    k = name(jnp.einsum("btd,dhk->bthk", x, self.wk[...].astype(dt)), "qkv_proj")
+    v = name(jnp.einsum("btd,dhk->bthk", x, self.wv[...].astype(dt)), "qkv_proj")
+    q = constrain(q, ("act_batch", "act_length", "act_heads", "act_head_dim"))
+    k = constrain(k, ("act_batch", "act_length", "act_kv_heads", "act_head_dim"))
+    v = constrain(v, ("act_batch", "act_length", "act_kv_heads", "act_head_dim"))
+    q, k = apply_rope(q, positions, inv_freq), apply_rope(k, positions, inv_freq)
+    out = attention.attend(cfg.attention, q, k, v, segment_ids, scale=cfg.head_dim ** -0.5)
+    out = name(constrain(out, ("act_batch", "act_length", "act_heads", "act_head_dim")), "attn_context")
+    return name(jnp.einsum("bthk,hkd->btd", out, self.wo[...].astype(dt)), "attn_out")
+
+
+class MLP(nnx.Module):
+  def __init__(self, cfg: LlamaConfig, rngs: nnx.Rngs):
+    d, m, pd = cfg.embed_dim, cfg.mlp_dim, cfg.param_dtype
+    self.w_gate = _param(rngs, (d, m), ("embed", "mlp"), cfg.init_std, pd)
+    self.w_up = _param(rngs, (d, m), ("embed", "mlp"), cfg.init_std, pd)
+    self.w_down = _param(rngs, (m, d), ("mlp", "embed"), cfg.init_std, pd)
+    self.dtype = jnp.dtype(cfg.dtype)
+
+  def __call__(self, x):
+    name, dt = checkpoint_name, self.dtype
+    gate = name(x @ self.w_gate[...].astype(dt), "mlp_hidden")
+    up = name(x @ self.w_up[...].astype(dt), "mlp_hidden")
+    hidden = constrain(jax.nn.silu(gate) * up, ("act_batch", "act_length", "act_mlp"))
+    return name(hidden @ self.w_down[...].astype(dt), "mlp_out")
+
+
+class Block(nnx.Module):
+  def __init__(self, cfg: LlamaConfig, rngs: nnx.Rngs):
+    self.attn_norm = RMSNorm(cfg.embed_dim, cfg.norm_eps, cfg.param_dtype, rngs)
+    self.attn = Attention(cfg, rngs)
+    self.mlp_norm = RMSNorm(cfg.embed_dim, cfg.norm_eps, cfg.param_dtype, rngs)
+    self.mlp = MLP(cfg, rngs)
+
+  def __call__(self, x, positions, segment_ids, inv_freq):
+    x = x + self.attn(self.attn_norm(x), positions, segment_ids, inv_freq)
+    x = x + self.mlp(self.mlp_norm(x))
+    return constrain(x, ("act_batch", "act_length", "act_embed"))
+
+
+def remat_policy(name: str):
+  """The jax.checkpoint policy for a remat name (None: no rematerialisation)."""
+  cp = jax.checkpoint_policies
+  return {
+      "none": None,
+      "minimal": cp.save_only_these_names("qkv_proj", "attn_context", "attn_out", "mlp_hidden", "mlp_out"),
+      "dots": cp.dots_with_no_batch_dims_saveable,
+      "dots_except_mlp": cp.save_only_these_names("qkv_proj", "attn_context", "attn_out"),
+      "full": cp.nothing_saveable,
+  }[name]
+
+
+class Llama(nnx.Module):
+  """``Llama(cfg, rngs=nnx.Rngs(42))(tokens, positions=None, segment_ids=None) -> logits``."""
+
+  def __init__(self, cfg: LlamaConfig, *, rngs: nnx.Rngs):
+    self.cfg = cfg
+    pd = cfg.param_dtype
+    self.embed = nnx.Module()
+    self.embed.embedding = _param(rngs, (cfg.vocab_size, cfg.embed_dim), ("vocab", "embed"), cfg.init_std, pd)
+
+    @nnx.split_rngs(splits=cfg.num_layers)
+    @nnx.vmap(in_axes=(0,), out_axes=0)
+    def make_blocks(rngs):
+      return Block(cfg, rngs)
+
+    self.blocks = make_blocks(rngs)
+    for _, var in nnx.iter_graph(self.blocks):
+      if isinstance(var, nnx.Variable):
+        var.set_metadata("logical_axes", ("layers",) + tuple(var.get_metadata()["logical_axes"]))
+    self.final_norm = RMSNorm(cfg.embed_dim, cfg.norm_eps, pd, rngs)
+    if not cfg.tie_embeddings:
+      self.lm_head = nnx.Module()
+      self.lm_head.kernel = _param(rngs, (cfg.embed_dim, cfg.vocab_size), ("embed", "vocab"), cfg.init_std, pd)
+
+  def __call__(self, tokens, positions=None, segment_ids=None):
+    cfg, dt = self.cfg, jnp.dtype(self.cfg.dtype)
+    if positions is None:
+      positions = jnp.broadcast_to(jnp.arange(tokens.shape[1]), tokens.shape)
+    if segment_ids is None:
+      segment_ids = jnp.ones(tokens.shape, jnp.int32)
+    x = jnp.take(self.embed.embedding[...], tokens, axis=0).astype(dt)
+    x = constrain(x, ("act_batch", "act_length", "act_embed"))
+    x = self._run_blocks(x, positions, segment_ids)
+    x = self.final_norm(x)
+    head = self.embed.embedding[...].T if cfg.tie_embeddings else self.lm_head.kernel[...]
+    logits = jnp.einsum("btd,dv->btv", x, head.astype(dt), preferred_element_type=jnp.float32)
+    logits = constrain(logits, ("act_batch", "act_length", "act_vocab"))
+    if cfg.logits_soft_cap:
+      logits = cfg.logits_soft_cap * jnp.tanh(logits / cfg.logits_soft_cap)
+    return logits
+
+  def _run_blocks(self, x, positions, segment_ids):
+    cfg = self.cfg
+    inv_freq = rope_inverse_frequencies(cfg.head_dim, cfg.rope_theta, cfg.rope_scaling)
+    graphdef, stacked = nnx.split(self.blocks)
+
+    def layer(x, params):
+      return nnx.merge(graphdef, params)(x, positions, segment_ids, inv_freq)
+
+    policy = remat_policy(cfg.remat)
+    if cfg.remat != "none":
+      layer = jax.checkpoint(layer, policy=policy, prevent_cse=not cfg.scan_layers)
+    if cfg.scan_layers:
+      x, _ = jax.lax.scan(lambda x, p: (layer(x, p), None), x, stacked)
+      return x
+    for i in range(cfg.num_layers):
+      x = layer(x, jax.tree.map(lambda a: a[i], stacked))
+    return x
