@@ -27,6 +27,7 @@ onto these by reshapes only (no permutation).
 from __future__ import annotations
 
 import dataclasses
+import json
 from typing import Any
 
 import jax
@@ -74,6 +75,9 @@ class LlamaConfig:
       raise ValueError(f"attention={self.attention!r} is not one of {attention.IMPLEMENTATIONS}")
     if self.rope_scaling is not None and not isinstance(self.rope_scaling, dict):
       object.__setattr__(self, "rope_scaling", dict(self.rope_scaling))
+
+  def __hash__(self):  # rope_scaling is a dict; hash the JSON form so configs can key caches
+    return hash(json.dumps(self.to_dict(), sort_keys=True))
 
   @classmethod
   def from_dict(cls, d: dict[str, Any]) -> "LlamaConfig":

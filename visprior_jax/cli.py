@@ -1,0 +1,104 @@
+"""``visprior <command>``: the command-line entry point.
+
+  visprior pretrain   --config=configs/pretrain.py:<name> --workdir=DIR [--config.x=y ...]
+  visprior model-info --config=configs/pretrain.py:<name>
+  visprior convert hf-to-native --src=HF_DIR --dst=DIR [--verify]
+  visprior convert native-to-hf --src=DIR --dst=HF_DIR [--verify]
+
+Configuration errors print one line (``error: ...``) and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from absl import app, flags
+from ml_collections import config_flags
+
+COMMANDS = ("pretrain", "model-info", "convert")
+FLAGS = flags.FLAGS
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Config file and argument, e.g. configs/pretrain.py:demo.",
+                                          lock_config=True)
+flags.DEFINE_string("workdir", None, "Run directory (local path or gs://...).")
+flags.DEFINE_string("src", None, "convert: source checkpoint directory.")
+flags.DEFINE_string("dst", None, "convert: destination directory.")
+flags.DEFINE_bool("verify", False, "convert: run both models on the same tokens and report max |dlogits|.")
+
+
+def _fail(msg: str) -> None:
+  print(f"error: {msg}", file=sys.stderr)
+  sys.exit(2)
+
+
+def _pretrain(_args):
+  from visprior_jax.train.trainer import TrainingDiverged, train
+  from visprior_jax.train.validate import ConfigError
+  from visprior_jax.checkpoint.params import CheckpointMismatch
+  if not FLAGS.workdir:
+    _fail("--workdir is required")
+  try:
+    result = train(_CONFIG.value, FLAGS.workdir)
+  except (ConfigError, CheckpointMismatch) as e:
+    _fail(str(e))
+  except TrainingDiverged as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(1)
+  losses = [result.losses[s] for s in sorted(result.losses)]
+  if losses:
+    print(f"{result.status} at step {result.step}; loss {losses[0]:.4f} -> {losses[-1]:.4f}  {_sparkline(losses)}")
+
+
+def _model_info(_args):
+  from visprior_jax.models import flops
+  from visprior_jax.train.validate import ConfigError, model_config
+  config = _CONFIG.value
+  try:
+    cfg = model_config(config)
+  except ConfigError as e:
+    _fail(str(e))
+  seq = config.train.seq_len
+  f = flops.training_flops_per_token(cfg, seq)
+  print(f"params            {flops.param_count(cfg):,}  ({flops.param_count(cfg) / 1e9:.3f} B)")
+  print(f"layers x d_model  {cfg.num_layers} x {cfg.embed_dim}; heads {cfg.num_heads} (kv {cfg.num_kv_heads}) "
+        f"x {cfg.head_dim}; mlp {cfg.mlp_dim}; vocab {cfg.vocab_size}")
+  print(f"train FLOPs/token {f.causal:.4g} at seq {seq} (causal attention at half the map; "
+        f"full map: {f.full_attention:.4g})")
+  print(f"train FLOPs/step  {f.causal * seq * config.train.batch_size:.4g} "
+        f"({config.train.batch_size} x {seq} tokens)")
+
+
+def _convert(args):
+  from visprior_jax.convert import hf
+  if len(args) < 3 or args[2] not in ("hf-to-native", "native-to-hf"):
+    _fail("usage: visprior convert hf-to-native|native-to-hf --src=DIR --dst=DIR [--verify]")
+  if not (FLAGS.src and FLAGS.dst):
+    _fail("--src and --dst are required")
+  fn = hf.hf_to_native if args[2] == "hf-to-native" else hf.native_to_hf
+  try:
+    fn(FLAGS.src, FLAGS.dst, verify=FLAGS.verify)
+  except (ValueError, FileNotFoundError) as e:
+    _fail(str(e))
+
+
+def _sparkline(values, width: int = 40) -> str:
+  bars = "▁▂▃▄▅▆▇█"
+  step = max(1, len(values) // width)
+  pts = values[::step]
+  lo, hi = min(pts), max(pts)
+  return "".join(bars[int((v - lo) / (hi - lo + 1e-12) * (len(bars) - 1))] for v in pts)
+
+
+def main(argv):
+  if len(argv) < 2 or argv[1] not in COMMANDS:
+    _fail(f"usage: visprior {{{'|'.join(COMMANDS)}}} [flags]; see visprior_jax/cli.py")
+  if argv[1] in ("pretrain", "model-info") and _CONFIG.value is None:
+    _fail("--config is required, e.g. --config=configs/pretrain.py:demo")
+  {"pretrain": _pretrain, "model-info": _model_info, "convert": _convert}[argv[1]](argv)
+
+
+def run():
+  app.run(main)
+
+
+if __name__ == "__main__":
+  run()

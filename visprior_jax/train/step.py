@@ -1,0 +1,79 @@
+"""The train step: a pure function of (params, opt_state, batch), jitted with explicit shardings.
+
+Loss is token-level cross-entropy over the positions whose ``loss_mask`` is 1, averaged over the
+whole global batch (all micro-batches together, so gradient accumulation gives the same update as
+one big batch), plus an optional z-loss ``z_loss * mean(logsumexp(logits)^2)``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from visprior_jax.models import axes, functional
+from visprior_jax.models.llama import LlamaConfig
+
+
+def token_losses(logits, targets):
+  """Per-token cross-entropy and log-partition, float32."""
+  logits = logits.astype(jnp.float32)
+  log_z = jax.nn.logsumexp(logits, axis=-1)
+  target_logit = jnp.take_along_axis(logits, targets[..., None], axis=-1)[..., 0]
+  return log_z - target_logit, log_z
+
+
+def summed_loss(cfg: LlamaConfig, params, batch, z_loss: float):
+  """(sum of masked loss incl. z-loss, aux sums) for one (micro-)batch."""
+  logits = functional.apply(cfg, params, batch["inputs"], batch["positions"], batch["segment_ids"])
+  ce, log_z = token_losses(logits, batch["targets"])
+  mask = batch["loss_mask"]
+  ce_sum = jnp.sum(ce * mask)
+  z_sum = jnp.sum(jnp.square(log_z) * mask)
+  return ce_sum + z_loss * z_sum, dict(ce_sum=ce_sum, z_sum=z_sum, tokens=jnp.sum(mask))
+
+
+def make_train_step(cfg: LlamaConfig, tx: optax.GradientTransformation, schedule: optax.Schedule, *,
+                    grad_accum: int = 1, z_loss: float = 0.0, resolver=None) -> Callable:
+  """Returns ``step(params, opt_state, batch, step_index) -> (params, opt_state, metrics)``."""
+  grad_fn = jax.grad(lambda p, b: summed_loss(cfg, p, b, z_loss), has_aux=True)
+
+  def accumulate(params, batch):
+    if grad_accum == 1:
+      return grad_fn(params, batch)
+    # Micro-batch a takes rows a, a+A, a+2A, ...: each device keeps the rows it already holds.
+    micro = jax.tree.map(lambda x: jnp.swapaxes(x.reshape(x.shape[0] // grad_accum, grad_accum, *x.shape[1:]), 0, 1),
+                         batch)
+
+    def body(carry, mb):
+      grads, aux = grad_fn(params, mb)
+      return jax.tree.map(jnp.add, carry, (grads, aux)), None
+
+    zeros = jax.tree.map(jnp.zeros_like, params)
+    aux0 = dict(ce_sum=0.0, z_sum=0.0, tokens=0.0)
+    (grads, aux), _ = jax.lax.scan(body, (zeros, jax.tree.map(jnp.float32, aux0)), micro)
+    return grads, aux
+
+  def step(params, opt_state, batch, step_index):
+    with axes.use_resolver(resolver):
+      grads, aux = accumulate(params, batch)
+    count = jnp.maximum(aux["tokens"], 1.0)
+    grads = jax.tree.map(lambda g: g / count, grads)
+    updates, opt_state = tx.update(grads, opt_state, params)
+    params = optax.apply_updates(params, updates)
+    metrics = dict(loss=aux["ce_sum"] / count, z_loss=aux["z_sum"] / count, grad_norm=optax.global_norm(grads),
+                   lr=schedule(step_index), tokens=aux["tokens"])
+    return params, opt_state, metrics
+
+  return step
+
+
+def opt_state_shardings(tx: optax.GradientTransformation, abstract_params: Any, param_shardings: Any,
+                        replicated) -> tuple[Any, Any]:
+  """(abstract optimizer state, its shardings): moments follow their parameter, the rest replicate."""
+  abstract = jax.eval_shape(tx.init, abstract_params)
+  shardings = optax.tree_map_params(tx, lambda _, s: s, abstract, param_shardings,
+                                    transform_non_params=lambda _: replicated)
+  return abstract, shardings

@@ -1,0 +1,209 @@
+"""One training loop for every stage; pre-training is its first user.
+
+``train(config, workdir)``: validate the config, build the mesh and sharded state (or resume from
+the workdir's latest checkpoint, on whatever mesh this run has), then step, log, checkpoint.
+
+Reliability contract:
+- batches are a function of (seed, step), so a resumed run repeats the uninterrupted run exactly;
+- SIGTERM (preemption) finishes the current step, saves, and returns ``status="preempted"``;
+- a crash or SIGKILL loses at most the steps since the last complete checkpoint;
+- a non-finite loss stops the run with its step number before anything non-finite is saved.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import signal
+import threading
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from etils import epath
+
+from visprior_jax.checkpoint.manager import RunCheckpoints
+from visprior_jax.checkpoint.params import load_params, save_params
+from visprior_jax.data.synthetic import make_source
+from visprior_jax.models import flops as flops_lib
+from visprior_jax.models import functional
+from visprior_jax.parallel.mesh import make_mesh
+from visprior_jax.parallel.rules import Rules, param_shardings
+from visprior_jax.train import metrics as metrics_lib
+from visprior_jax.train.optim import make_optimizer, schedule
+from visprior_jax.train.step import make_train_step, opt_state_shardings
+from visprior_jax.train.validate import check_vocab, model_config, validate
+
+
+class TrainingDiverged(RuntimeError):
+  pass
+
+
+@dataclasses.dataclass
+class TrainResult:
+  status: str                 # "finished" | "preempted"
+  step: int
+  losses: dict[int, float]    # step -> loss, for the steps this process ran
+  compile_seconds: float
+
+
+class _Preemption:
+  """Turns SIGTERM into a flag the loop checks between steps."""
+
+  def __init__(self):
+    self.requested = False
+    self._previous = None
+
+  def __enter__(self):
+    if threading.current_thread() is threading.main_thread():
+      self._previous = signal.signal(signal.SIGTERM, self._handle)
+    return self
+
+  def _handle(self, signum, frame):
+    self.requested = True
+
+  def __exit__(self, *exc):
+    if self._previous is not None:
+      signal.signal(signal.SIGTERM, self._previous)
+
+
+def _put_batch(batch: dict, sharding) -> dict:
+  return {k: jax.make_array_from_process_local_data(sharding, v) for k, v in batch.items()}
+
+
+def train(config, workdir) -> TrainResult:
+  workdir = epath.Path(workdir)
+  validate(config, jax.device_count())
+  cfg = model_config(config)
+  tr, is_main = config.train, jax.process_index() == 0
+  source = make_source(config.data, tr.batch_size, tr.seq_len, config.seed, cfg.vocab_size)
+  check_vocab(source.vocab_size, cfg)
+
+  mesh = make_mesh(config.mesh)
+  rules = Rules(mesh, config.get("rules", {}).to_dict())
+  abstract = functional.abstract_params(cfg)
+  p_sh = param_shardings(rules, abstract, functional.logical_axes(cfg))
+  tx = make_optimizer(config.optim, abstract, tr.steps)
+  sched = schedule(config.optim, tr.steps)
+  abstract_opt, opt_sh = opt_state_shardings(tx, abstract, p_sh, rules.replicated())
+  batch_sh = rules.batch_sharding(2)
+
+  if is_main:
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "config.json").write_text(config.to_json(indent=1))
+  ckpts = RunCheckpoints(workdir, keep=config.checkpoint.keep, async_save=config.checkpoint.async_save)
+  with jax.set_mesh(mesh):
+    step = 0
+    latest = ckpts.latest_step()
+    if latest is not None:
+      restored = ckpts.restore(latest, abstract, p_sh, abstract_opt, opt_sh)
+      source.check_state(restored["data"])
+      params, opt_state, step = restored["params"], restored["opt_state"], restored["meta"]["step"]
+      _log(is_main, f"resumed from {ckpts.directory}/{latest} (step {step}) on mesh {dict(mesh.shape)}")
+    elif config.get("init_from"):
+      _, params = load_params(config.init_from, p_sh, cfg)
+      opt_state = jax.jit(tx.init, out_shardings=opt_sh)(params)
+      _log(is_main, f"initialised parameters from {config.init_from}")
+    else:
+      params = jax.jit(lambda: functional.init_params(cfg, config.seed), out_shardings=p_sh)()
+      opt_state = jax.jit(tx.init, out_shardings=opt_sh)(params)
+
+    step_fn = make_train_step(cfg, tx, sched, grad_accum=tr.grad_accum, z_loss=tr.z_loss,
+                              resolver=rules.activation_resolver())
+    jitted = jax.jit(step_fn, in_shardings=(p_sh, opt_sh, batch_sh, rules.replicated()),
+                     out_shardings=(p_sh, opt_sh, rules.replicated()), donate_argnums=(0, 1))
+    first = _put_batch(source.batch(step, jax.process_index(), jax.process_count()), batch_sh)
+    t0 = time.perf_counter()
+    compiled = jitted.lower(params, opt_state, first, jnp.int32(step)).compile()
+    compile_seconds = time.perf_counter() - t0
+    _log(is_main, f"compiled the train step in {compile_seconds:.1f}s; "
+                  f"{flops_lib.param_count(cfg) / 1e6:.2f}M params; mesh {dict(mesh.shape)}")
+
+    writer = metrics_lib.MetricsWriter(workdir, tensorboard=config.metrics.tensorboard,
+                                       wandb_project=config.metrics.wandb_project, is_main=is_main,
+                                       config=config.to_dict())
+    loop = _Loop(config, cfg, ckpts, source, writer, compile_seconds)
+    try:
+      with _Preemption() as preemption:
+        result = loop.run(compiled, params, opt_state, step, first, batch_sh, preemption)
+    finally:
+      writer.close()
+      ckpts.close()
+    if result.status == "finished" and config.checkpoint.export:
+      save_params(workdir / "export", cfg, loop.final_params)
+      _log(is_main, f"exported parameters to {workdir / 'export'}")
+  return result
+
+
+class _Loop:
+
+  def __init__(self, config, cfg, ckpts, source, writer, compile_seconds):
+    self.config, self.cfg, self.ckpts, self.source, self.writer = config, cfg, ckpts, source, writer
+    self.compile_seconds = compile_seconds
+    tr = config.train
+    self.tokens_per_step = tr.batch_size * tr.seq_len
+    self.flops = flops_lib.training_flops_per_token(cfg, tr.seq_len)
+    self.peak, self.peak_note = metrics_lib.peak_flops() if config.metrics.mfu else (float("nan"), "off")
+    self.losses: dict[int, float] = {}
+    self.final_params = None
+
+  def run(self, compiled, params, opt_state, step, batch, batch_sh, preemption) -> TrainResult:
+    tr, ck = self.config.train, self.config.checkpoint
+    pending, window_start, window_steps = [], time.perf_counter(), 0
+    status = "finished"
+    pi, pc = jax.process_index(), jax.process_count()
+    while step < tr.steps:
+      if preemption.requested:
+        status = "preempted"
+        break
+      if batch is None:
+        batch = _put_batch(self.source.batch(step, pi, pc), batch_sh)
+      params, opt_state, m = compiled(params, opt_state, batch, jnp.int32(step))
+      batch, step, window_steps = None, step + 1, window_steps + 1
+      pending.append((step, m))
+      log_now = step % tr.log_every == 0 or step == tr.steps
+      save_now = step % ck.every == 0 or step == tr.steps
+      if log_now or save_now:
+        self._flush(pending, window_start, window_steps, console=log_now)
+        pending = []
+        if save_now:
+          self._save(step, params, opt_state)
+        window_start, window_steps = time.perf_counter(), 0   # time steps only, not I/O
+    if pending:
+      self._flush(pending, window_start, window_steps, console=True)
+    if status == "preempted" and self.ckpts.latest_step() != step:
+      self._save(step, params, opt_state)
+      self.ckpts.wait()
+      _log(jax.process_index() == 0, f"preempted: saved step {step}; rerun the same command to resume")
+    self.final_params = params
+    return TrainResult(status, step, self.losses, self.compile_seconds)
+
+  def _flush(self, pending, window_start, window_steps, console: bool) -> None:
+    fetched = [(s, jax.device_get(m)) for s, m in pending]
+    elapsed = time.perf_counter() - window_start
+    for s, m in fetched:
+      loss = float(m["loss"])
+      if not np.isfinite(loss):
+        latest = self.ckpts.latest_step()
+        raise TrainingDiverged(f"loss is {loss} at step {s}; stopped. Last good checkpoint: "
+                               f"{'none' if latest is None else self.ckpts.directory / str(latest)}")
+      self.losses[s] = loss
+      row = {k: v for k, v in m.items()}
+      last = s == fetched[-1][0]
+      if last and console and window_steps:
+        row.update(self._throughput(elapsed / window_steps))
+      self.writer.write(s, row, console=console and last)
+
+  def _throughput(self, step_time: float) -> dict:
+    tps = self.tokens_per_step / step_time
+    return dict(step_time=step_time, tokens_per_sec=tps, tokens_per_sec_per_device=tps / jax.device_count(),
+                mfu=tps * self.flops.causal / self.peak, mfu_full_attn=tps * self.flops.full_attention / self.peak)
+
+  def _save(self, step, params, opt_state):
+    meta = dict(step=step, model=self.cfg.to_dict(), config=self.config.to_dict())
+    self.ckpts.save(step, params, opt_state, self.source.state(step), meta)
+
+
+def _log(is_main: bool, msg: str) -> None:
+  if is_main:
+    print(msg, flush=True)
