@@ -74,14 +74,29 @@ def splash_attention(q, k, v, segment_ids, *, scale: float, block: int = 512):
     return jnp.swapaxes(out, 1, 2)
 
   resolve = axes.current_resolver()
-  qkv_sharding = resolve(("act_batch", None, "act_heads", None)) if resolve else None
+  qkv_sharding = resolve(("act_batch", None, "act_heads", None), q.shape) if resolve else None
   if qkv_sharding is None:
     return local(q, k, v, segment_ids)
   spec = qkv_sharding.spec
   kv_spec = resolve(("act_batch", None, "act_kv_heads", None)).spec
+  kv_shards = _num_shards(qkv_sharding.mesh, kv_spec[2] if len(kv_spec) > 2 else None)
+  if k.shape[2] % kv_shards:
+    # Fewer kv heads than head shards (the rules leave e.g. 2 kv heads on tensor=4 replicated):
+    # repeat each kv head for its query group so k/v shard exactly like q.
+    group = q.shape[2] // k.shape[2]
+    k, v = jnp.repeat(k, group, axis=2), jnp.repeat(v, group, axis=2)
+    kv_spec = spec
   seg_spec = jax.sharding.PartitionSpec(spec[0], None)
   return jax.shard_map(local, mesh=qkv_sharding.mesh, in_specs=(spec, kv_spec, kv_spec, seg_spec),
                        out_specs=spec, check_vma=False)(q, k, v, segment_ids)
+
+
+def _num_shards(mesh, entry) -> int:
+  names = () if entry is None else ((entry,) if isinstance(entry, str) else tuple(entry))
+  n = 1
+  for name in names:
+    n *= mesh.shape[name]
+  return n
 
 
 def attend(impl: str, q, k, v, segment_ids, *, scale: float):

@@ -22,8 +22,8 @@ PARAM_AXES = ("vocab", "embed", "heads", "kv_heads", "head_dim", "mlp", "layers"
 ACTIVATION_AXES = ("act_batch", "act_length", "act_embed", "act_heads", "act_kv_heads",
                    "act_head_dim", "act_mlp", "act_vocab")
 
-# A resolver maps a tuple of logical names to a jax.sharding.Sharding (or None: leave alone).
-Resolver = Callable[[Sequence[str | None]], "jax.sharding.Sharding | None"]
+# A resolver maps (logical names, shape) to a jax.sharding.Sharding (or None: leave alone).
+Resolver = Callable[[Sequence[str | None], Sequence[int]], "jax.sharding.Sharding | None"]
 _resolver: contextvars.ContextVar[Resolver | None] = contextvars.ContextVar("resolver", default=None)
 
 
@@ -41,7 +41,7 @@ def constrain(x: jax.Array, logical_axes: Sequence[str | None]) -> jax.Array:
   resolver = _resolver.get()
   if resolver is None:
     return x
-  sharding = resolver(tuple(logical_axes))
+  sharding = resolver(tuple(logical_axes), x.shape)
   return x if sharding is None else jax.lax.with_sharding_constraint(x, sharding)
 
 

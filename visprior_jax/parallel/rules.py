@@ -77,8 +77,8 @@ class Rules:
     return NamedSharding(self.mesh, self.spec(logical, shape))
 
   def activation_resolver(self):
-    """For ``models.axes.use_resolver``: activation constraints without shapes."""
-    return lambda logical: NamedSharding(self.mesh, self.spec(logical))
+    """For ``models.axes.use_resolver``: (logical axes, shape) -> NamedSharding."""
+    return lambda logical, shape=None: NamedSharding(self.mesh, self.spec(logical, shape))
 
   def batch_sharding(self, ndim: int = 2) -> NamedSharding:
     return self.sharding(("act_batch",) + (None,) * (ndim - 1))

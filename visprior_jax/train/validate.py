@@ -47,6 +47,8 @@ def validate(config, num_devices: int) -> dict[str, int]:
     raise ConfigError(f"model.mlp_dim={cfg.mlp_dim} is not divisible by the tensor-parallel size {mlp_tensor}")
   if tr.seq_len > cfg.max_seq_len:
     raise ConfigError(f"train.seq_len={tr.seq_len} exceeds model.max_seq_len={cfg.max_seq_len}")
+  if cfg.attention == "splash" and tr.seq_len % 128:
+    raise ConfigError(f"attention=splash needs train.seq_len to be a multiple of 128, got {tr.seq_len}")
   if tr.steps <= 0:
     raise ConfigError(f"train.steps={tr.steps} must be positive")
   return shape
