@@ -26,8 +26,11 @@ class RunCheckpoints:
     self.directory = epath.Path(workdir) / "checkpoints"
     options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
                                            enable_async_checkpointing=async_save)
-    self._mngr = ocp.CheckpointManager(self.directory, options=options,
-                                       item_names=("params", "opt_state", "data", "meta"))
+    # Handlers are registered up front: a fresh process (a resumed run) must read item metadata
+    # before its first save, which orbax only answers for items whose handler it knows.
+    handlers = dict(params=ocp.StandardCheckpointHandler(), opt_state=ocp.StandardCheckpointHandler(),
+                    data=ocp.JsonCheckpointHandler(), meta=ocp.JsonCheckpointHandler())
+    self._mngr = ocp.CheckpointManager(self.directory, options=options, item_handlers=handlers)
 
   def latest_step(self) -> int | None:
     return self._mngr.latest_step()

@@ -27,10 +27,19 @@ class CheckpointMismatch(ValueError):
   pass
 
 
+def _key(k) -> str:
+  # DictKey.key, SequenceKey.idx, GetAttrKey.name (namedtuple optimizer states, which orbax
+  # stores, and reports in its metadata, as dicts keyed by field name).
+  for attr in ("key", "idx", "name"):
+    if hasattr(k, attr):
+      return str(getattr(k, attr))
+  return str(k)
+
+
 def _flat(tree) -> dict[str, Any]:
   out = {}
   for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
-    out["/".join(str(getattr(k, "key", getattr(k, "idx", k))) for k in path)] = leaf
+    out["/".join(_key(k) for k in path)] = leaf
   return out
 
 

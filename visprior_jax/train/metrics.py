@@ -84,6 +84,11 @@ class MetricsWriter:
         self._wandb.log(row, step=step)
       print(format_line(row), flush=True)
 
+  def flush(self) -> None:
+    """Makes every row written so far durable (called before each checkpoint save)."""
+    if self._jsonl:
+      self._jsonl.flush()
+
   def close(self) -> None:
     if self._jsonl:
       self._jsonl.close()

@@ -90,7 +90,6 @@ def train(config, workdir) -> TrainResult:
 
   if is_main:
     workdir.mkdir(parents=True, exist_ok=True)
-    (workdir / "config.json").write_text(config.to_json(indent=1))
   ckpts = RunCheckpoints(workdir, keep=config.checkpoint.keep, async_save=config.checkpoint.async_save)
   with jax.set_mesh(mesh):
     step = 0
@@ -107,6 +106,8 @@ def train(config, workdir) -> TrainResult:
     else:
       params = jax.jit(lambda: functional.init_params(cfg, config.seed), out_shardings=p_sh)()
       opt_state = jax.jit(tx.init, out_shardings=opt_sh)(params)
+    if is_main:  # only once the state is good: a config that cannot resume must not overwrite the record
+      (workdir / "config.json").write_text(config.to_json(indent=1))
 
     step_fn = make_train_step(cfg, tx, sched, grad_accum=tr.grad_accum, z_loss=tr.z_loss,
                               resolver=rules.activation_resolver())
@@ -182,10 +183,13 @@ class _Loop:
     fetched = [(s, jax.device_get(m)) for s, m in pending]
     elapsed = time.perf_counter() - window_start
     for s, m in fetched:
-      loss = float(m["loss"])
-      if not np.isfinite(loss):
+      loss, grad_norm = float(m["loss"]), float(m["grad_norm"])
+      # A non-finite gradient poisons this step's update even when its loss is finite, so it
+      # stops the run too (before _save writes the poisoned parameters).
+      if not (np.isfinite(loss) and np.isfinite(grad_norm)):
         latest = self.ckpts.latest_step()
-        raise TrainingDiverged(f"loss is {loss} at step {s}; stopped. Last good checkpoint: "
+        what = f"loss is {loss}" if not np.isfinite(loss) else f"grad_norm is {grad_norm} (loss {loss})"
+        raise TrainingDiverged(f"{what} at step {s}; stopped. Last good checkpoint: "
                                f"{'none' if latest is None else self.ckpts.directory / str(latest)}")
       self.losses[s] = loss
       row = {k: v for k, v in m.items()}
@@ -200,6 +204,7 @@ class _Loop:
                 mfu=tps * self.flops.causal / self.peak, mfu_full_attn=tps * self.flops.full_attention / self.peak)
 
   def _save(self, step, params, opt_state):
+    self.writer.flush()  # rows of checkpointed steps must survive a crash: they are never re-run
     meta = dict(step=step, model=self.cfg.to_dict(), config=self.config.to_dict())
     self.ckpts.save(step, params, opt_state, self.source.state(step), meta)
 
