@@ -35,7 +35,8 @@ def base(preset: str) -> ml_collections.ConfigDict:
                                            b1=0.9, b2=0.95, eps=1e-8, weight_decay=0.1, clip_norm=1.0,
                                            trainable=".*"))
   c.checkpoint = ml_collections.ConfigDict(dict(every=1000, keep=3, async_save=True, export=True))
-  c.metrics = ml_collections.ConfigDict(dict(tensorboard=True, wandb_project="", mfu=True))
+  c.metrics = ml_collections.ConfigDict(dict(tensorboard=True, wandb_project="", mfu=True,
+                                             peak_tflops=0.0))  # 0: measured (CPU) or the chip table
   return c
 
 

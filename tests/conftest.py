@@ -15,6 +15,11 @@ flags.FLAGS.mark_as_parsed()
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+def subprocess_env() -> dict:
+  """Environment for child processes: CPU JAX with the same 8 fake devices as the tests."""
+  return dict(os.environ)
+
+
 @pytest.fixture
 def repo_root():
   return REPO

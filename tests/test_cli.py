@@ -13,6 +13,7 @@ import subprocess
 import sys
 
 import pytest
+from conftest import subprocess_env
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 VISPRIOR = os.path.join(os.path.dirname(sys.executable), "visprior")
@@ -20,11 +21,7 @@ TINY = "--config=configs/pretrain.py:llama3_tiny"
 
 
 def _env() -> dict:
-  env = dict(os.environ)
-  env["JAX_PLATFORMS"] = "cpu"
-  if "xla_force_host_platform_device_count" not in env.get("XLA_FLAGS", ""):
-    env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8").strip()
-  return env
+  return subprocess_env()
 
 
 def visprior(*args, timeout=120) -> subprocess.CompletedProcess:

@@ -27,6 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import subprocess_env
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 VISPRIOR = os.path.join(os.path.dirname(sys.executable), "visprior")
@@ -46,11 +47,7 @@ RUN_FLAGS = ("--config=configs/pretrain.py:llama3_tiny", f"--config.train.steps=
 
 
 def _env() -> dict:
-  env = dict(os.environ)
-  env["JAX_PLATFORMS"] = "cpu"
-  if "xla_force_host_platform_device_count" not in env.get("XLA_FLAGS", ""):
-    env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8").strip()
-  return env
+  return subprocess_env()
 
 
 def _start(workdir, log_path, *overrides) -> subprocess.Popen:

@@ -26,13 +26,9 @@ from visprior_jax.checkpoint.manager import RunCheckpoints
 from visprior_jax.checkpoint.params import load_params, save_params
 from visprior_jax.data.synthetic import make_source
 from visprior_jax.models import flops as flops_lib
-from visprior_jax.models import functional
-from visprior_jax.parallel.mesh import make_mesh
-from visprior_jax.parallel.rules import Rules, param_shardings
 from visprior_jax.train import metrics as metrics_lib
-from visprior_jax.train.optim import make_optimizer, schedule
-from visprior_jax.train.step import make_train_step, opt_state_shardings
-from visprior_jax.train.validate import check_vocab, model_config, validate
+from visprior_jax.train.setup import build_step
+from visprior_jax.train.validate import check_vocab
 
 
 class TrainingDiverged(RuntimeError):
@@ -67,58 +63,41 @@ class _Preemption:
       signal.signal(signal.SIGTERM, self._previous)
 
 
-def _put_batch(batch: dict, sharding) -> dict:
-  return {k: jax.make_array_from_process_local_data(sharding, v) for k, v in batch.items()}
-
-
 def train(config, workdir) -> TrainResult:
   workdir = epath.Path(workdir)
-  validate(config, jax.device_count())
-  cfg = model_config(config)
-  tr, is_main = config.train, jax.process_index() == 0
+  setup = build_step(config)
+  cfg, tr, is_main = setup.cfg, config.train, jax.process_index() == 0
   source = make_source(config.data, tr.batch_size, tr.seq_len, config.seed, cfg.vocab_size)
   check_vocab(source.vocab_size, cfg)
-
-  mesh = make_mesh(config.mesh)
-  rules = Rules(mesh, config.get("rules", {}).to_dict())
-  abstract = functional.abstract_params(cfg)
-  p_sh = param_shardings(rules, abstract, functional.logical_axes(cfg))
-  tx = make_optimizer(config.optim, abstract, tr.steps)
-  sched = schedule(config.optim, tr.steps)
-  abstract_opt, opt_sh = opt_state_shardings(tx, abstract, p_sh, rules.replicated())
-  batch_sh = rules.batch_sharding(2)
 
   if is_main:
     workdir.mkdir(parents=True, exist_ok=True)
   ckpts = RunCheckpoints(workdir, keep=config.checkpoint.keep, async_save=config.checkpoint.async_save)
-  with jax.set_mesh(mesh):
+  mesh_txt = dict(setup.mesh.shape)
+  with jax.set_mesh(setup.mesh):
     step = 0
     latest = ckpts.latest_step()
     if latest is not None:
-      restored = ckpts.restore(latest, abstract, p_sh, abstract_opt, opt_sh)
+      restored = ckpts.restore(latest, setup.abstract_params, setup.param_shardings, setup.abstract_opt_state,
+                               setup.opt_shardings)
       source.check_state(restored["data"])
       params, opt_state, step = restored["params"], restored["opt_state"], restored["meta"]["step"]
-      _log(is_main, f"resumed from {ckpts.directory}/{latest} (step {step}) on mesh {dict(mesh.shape)}")
+      _log(is_main, f"resumed from {ckpts.directory}/{latest} (step {step}) on mesh {mesh_txt}")
     elif config.get("init_from"):
-      _, params = load_params(config.init_from, p_sh, cfg)
-      opt_state = jax.jit(tx.init, out_shardings=opt_sh)(params)
+      _, params = load_params(config.init_from, setup.param_shardings, cfg)
+      opt_state = setup.init_opt_state(params)
       _log(is_main, f"initialised parameters from {config.init_from}")
     else:
-      params = jax.jit(lambda: functional.init_params(cfg, config.seed), out_shardings=p_sh)()
-      opt_state = jax.jit(tx.init, out_shardings=opt_sh)(params)
+      params, opt_state = setup.init_state(config.seed)
     if is_main:  # only once the state is good: a config that cannot resume must not overwrite the record
       (workdir / "config.json").write_text(config.to_json(indent=1))
 
-    step_fn = make_train_step(cfg, tx, sched, grad_accum=tr.grad_accum, z_loss=tr.z_loss,
-                              resolver=rules.activation_resolver())
-    jitted = jax.jit(step_fn, in_shardings=(p_sh, opt_sh, batch_sh, rules.replicated()),
-                     out_shardings=(p_sh, opt_sh, rules.replicated()), donate_argnums=(0, 1))
-    first = _put_batch(source.batch(step, jax.process_index(), jax.process_count()), batch_sh)
+    first = setup.put_batch(source.batch(step, jax.process_index(), jax.process_count()))
     t0 = time.perf_counter()
-    compiled = jitted.lower(params, opt_state, first, jnp.int32(step)).compile()
+    compiled = setup.step.lower(params, opt_state, first, jnp.int32(step)).compile()
     compile_seconds = time.perf_counter() - t0
     _log(is_main, f"compiled the train step in {compile_seconds:.1f}s; "
-                  f"{flops_lib.param_count(cfg) / 1e6:.2f}M params; mesh {dict(mesh.shape)}")
+                  f"{flops_lib.param_count(cfg) / 1e6:.2f}M params; mesh {mesh_txt}")
 
     writer = metrics_lib.MetricsWriter(workdir, tensorboard=config.metrics.tensorboard,
                                        wandb_project=config.metrics.wandb_project, is_main=is_main,
@@ -126,7 +105,7 @@ def train(config, workdir) -> TrainResult:
     loop = _Loop(config, cfg, ckpts, source, writer, compile_seconds)
     try:
       with _Preemption() as preemption:
-        result = loop.run(compiled, params, opt_state, step, first, batch_sh, preemption)
+        result = loop.run(compiled, params, opt_state, step, first, setup.put_batch, preemption)
     finally:
       writer.close()
       ckpts.close()
@@ -144,11 +123,13 @@ class _Loop:
     tr = config.train
     self.tokens_per_step = tr.batch_size * tr.seq_len
     self.flops = flops_lib.training_flops_per_token(cfg, tr.seq_len)
-    self.peak, self.peak_note = metrics_lib.peak_flops() if config.metrics.mfu else (float("nan"), "off")
+    self.peak, self.peak_note = (metrics_lib.peak_flops(override_tflops=config.metrics.peak_tflops)
+                                 if config.metrics.mfu else (float("nan"), "off"))
     self.losses: dict[int, float] = {}
     self.final_params = None
+    self.timed = False
 
-  def run(self, compiled, params, opt_state, step, batch, batch_sh, preemption) -> TrainResult:
+  def run(self, compiled, params, opt_state, step, batch, put_batch, preemption) -> TrainResult:
     tr, ck = self.config.train, self.config.checkpoint
     pending, window_start, window_steps = [], time.perf_counter(), 0
     status = "finished"
@@ -158,10 +139,13 @@ class _Loop:
         status = "preempted"
         break
       if batch is None:
-        batch = _put_batch(self.source.batch(step, pi, pc), batch_sh)
+        batch = put_batch(self.source.batch(step, pi, pc))
       params, opt_state, m = compiled(params, opt_state, batch, jnp.int32(step))
       batch, step, window_steps = None, step + 1, window_steps + 1
       pending.append((step, m))
+      if window_steps == 1 and not self.timed:  # the first step warms caches: keep it out of tokens/s
+        jax.block_until_ready(m)
+        window_start, window_steps, self.timed = time.perf_counter(), 0, True
       log_now = step % tr.log_every == 0 or step == tr.steps
       save_now = step % ck.every == 0 or step == tr.steps
       if log_now or save_now:
