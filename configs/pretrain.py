@@ -4,7 +4,7 @@
 llama3_small, llama3_cpu: the paper's setting of 1024 x 2048-token batches) or a named run:
 
   demo         the embedded default (``make demo``): a tiny Llama on byte-level text from Python's
-               standard library, 300 steps on one CPU in about a minute; loss falls from ~6.3 to ~2.
+               standard library, 300 steps on one CPU in about two minutes; loss falls from ~5.5 to ~1.7.
   bench_small  ENV.md's tiny MaxText peer config (d 256, 2 layers, seq 256, batch 4), synthetic data.
   bench_cpu    the CPU-sized config (d 1024, 4 layers, vocab 32000, seq 512, batch 2), synthetic data.
 
