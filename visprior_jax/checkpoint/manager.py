@@ -15,15 +15,14 @@ from __future__ import annotations
 from typing import Any
 
 import orbax.checkpoint as ocp
-from etils import epath
 
-from visprior_jax.checkpoint.params import check_shapes, restore_target
+from visprior_jax.checkpoint.params import absolute, check_shapes, restore_target
 
 
 class RunCheckpoints:
 
   def __init__(self, workdir, *, keep: int = 3, async_save: bool = True):
-    self.directory = epath.Path(workdir) / "checkpoints"
+    self.directory = absolute(workdir) / "checkpoints"
     options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
                                            enable_async_checkpointing=async_save)
     # Handlers are registered up front: a fresh process (a resumed run) must read item metadata

@@ -12,6 +12,7 @@ naming the parameter and both shapes, instead of failing deep inside orbax or si
 from __future__ import annotations
 
 import json
+import os
 from typing import Any
 
 import jax
@@ -25,6 +26,12 @@ from visprior_jax.models.llama import LlamaConfig
 
 class CheckpointMismatch(ValueError):
   pass
+
+
+def absolute(path) -> epath.Path:
+  """Local paths made absolute (orbax requires it); URLs such as gs://... pass through."""
+  path = str(path)
+  return epath.Path(path if "://" in path else os.path.abspath(path))
 
 
 def _key(k) -> str:
@@ -66,7 +73,7 @@ def restore_target(abstract: Any, shardings: Any | None) -> Any:
 
 def save_params(directory, cfg: LlamaConfig, params) -> epath.Path:
   """Writes a parameter export (model.json + params/) and waits for it to be complete."""
-  directory = epath.Path(directory)
+  directory = absolute(directory)
   directory.mkdir(parents=True, exist_ok=True)
   with ocp.StandardCheckpointer() as ckptr:
     ckptr.save(directory / "params", params, force=True)
@@ -77,7 +84,7 @@ def save_params(directory, cfg: LlamaConfig, params) -> epath.Path:
 
 def _locate(path) -> tuple[epath.Path, LlamaConfig]:
   """(params item dir, model config) for an export dir, a training workdir or a step dir."""
-  path = epath.Path(path)
+  path = absolute(path)
   if (path / "model.json").exists():
     return path / "params", LlamaConfig.from_dict(json.loads((path / "model.json").read_text()))
   if (path / "checkpoints").exists():
