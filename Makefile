@@ -20,6 +20,7 @@ $(VENV)/.test: pyproject.toml | $(BIN)/python
 	touch $@ $(VENV)/.core
 
 demo: $(VENV)/.core
+	rm -rf runs/demo
 	$(BIN)/visprior pretrain --config=configs/pretrain.py:demo --workdir=runs/demo
 
 test: $(VENV)/.test

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import sys
 
-from absl import app, flags
+from absl import app, flags, logging
 from ml_collections import config_flags
 
 COMMANDS = ("pretrain", "model-info", "convert")
@@ -44,8 +44,8 @@ def _pretrain(_args):
     print(f"error: {e}", file=sys.stderr)
     sys.exit(1)
   losses = [result.losses[s] for s in sorted(result.losses)]
-  if losses:
-    print(f"{result.status} at step {result.step}; loss {losses[0]:.4f} -> {losses[-1]:.4f}  {_sparkline(losses)}")
+  curve = f"; loss {losses[0]:.4f} -> {losses[-1]:.4f}  {_sparkline(losses)}" if losses else ""
+  print(f"{result.status} at step {result.step}{curve}")
 
 
 def _model_info(_args):
@@ -89,6 +89,8 @@ def _sparkline(values, width: int = 40) -> str:
 
 
 def main(argv):
+  if not FLAGS["verbosity"].present:  # orbax and absl log every save at INFO; keep the console readable
+    logging.set_verbosity(logging.WARNING)
   if len(argv) < 2 or argv[1] not in COMMANDS:
     _fail(f"usage: visprior {{{'|'.join(COMMANDS)}}} [flags]; see visprior_jax/cli.py")
   if argv[1] in ("pretrain", "model-info") and _CONFIG.value is None:
