@@ -103,3 +103,28 @@ def test_unknown_subcommand_is_a_usage_error(args):
   err = _last_line(proc.stderr)
   assert err.startswith("error: usage: visprior"), proc.stderr
   assert "pretrain" in err and "model-info" in err and "convert" in err
+
+
+def test_convert_round_trip_through_the_cli(tmp_path):
+  """native -> HF -> native with --verify both ways; the final params equal the first."""
+  import numpy as np
+  from visprior_jax.checkpoint.params import load_params, save_params
+  from visprior_jax.models import functional, presets
+  cfg = presets.get("llama3_tiny")
+  params = functional.init_params(cfg, 7)
+  save_params(tmp_path / "native", cfg, params)
+  out = visprior("convert", "native-to-hf", f"--src={tmp_path / 'native'}", f"--dst={tmp_path / 'hf'}", "--verify")
+  assert out.returncode == 0, out.stderr[-2000:]
+  assert (tmp_path / "hf" / "config.json").exists()
+  out = visprior("convert", "hf-to-native", f"--src={tmp_path / 'hf'}", f"--dst={tmp_path / 'back'}", "--verify")
+  assert out.returncode == 0, out.stderr[-2000:]
+  _, back = load_params(tmp_path / "back")
+  for a, b in zip(jax_leaves(params), jax_leaves(back)):
+    np.testing.assert_array_equal(a, b)
+  bad = visprior("convert", "hf-to-native", f"--src={tmp_path / 'nothing'}", f"--dst={tmp_path / 'x'}")
+  assert bad.returncode == 2 and _last_line(bad.stderr).startswith("error:")
+
+
+def jax_leaves(tree):
+  import jax
+  return jax.tree.leaves(tree)

@@ -12,7 +12,6 @@ The reference for every resumed run is an uninterrupted run of the same config (
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import random
@@ -27,7 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import subprocess_env
+from conftest import pretrain_config, subprocess_env
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 VISPRIOR = os.path.join(os.path.dirname(sys.executable), "visprior")
@@ -208,10 +207,7 @@ def test_sigkill_during_checkpoint_write_resumes_from_last_complete(tmp_path, re
 # ----------------------------------------------------------------------------------------------
 
 def _tiny_config(**train):
-  spec = importlib.util.spec_from_file_location("pretrain_config", os.path.join(REPO, "configs", "pretrain.py"))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  c = module.get_config("llama3_tiny")
+  c = pretrain_config("llama3_tiny")
   c.train.update({**dict(steps=8, batch_size=8, seq_len=64, log_every=1), **train})
   c.optim.warmup_steps = 2
   c.checkpoint.update(every=4, keep=5, async_save=False, export=True)
