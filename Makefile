@@ -20,6 +20,9 @@ $(VENV)/.test: pyproject.toml | $(BIN)/python
 	touch $@ $(VENV)/.core
 
 demo: $(VENV)/.core
+	$(BIN)/visprior data prepare --config=configs/data/demo.py
+	$(BIN)/visprior data label --config=configs/data/label_endpoint.py:lexical --prepared=runs/data/demo
+	$(BIN)/visprior data label-report --prepared=runs/data/demo
 	rm -rf runs/demo
 	$(BIN)/visprior pretrain --config=configs/pretrain.py:demo --workdir=runs/demo
 

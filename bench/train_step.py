@@ -143,7 +143,7 @@ def main(argv):
   import jax
   import jax.numpy as jnp
 
-  from visprior_jax.data.synthetic import make_source
+  from visprior_jax.data.source import make_source
   from visprior_jax.models import flops as flops_lib
   from visprior_jax.train import metrics as metrics_lib
   from visprior_jax.train.setup import build_step

@@ -3,8 +3,9 @@
 <name> is a model preset (llama3_340m, llama3_1b, llama3_3b, llama3_7b, llama3_13b, llama3_tiny,
 llama3_small, llama3_cpu: the paper's setting of 1024 x 2048-token batches) or a named run:
 
-  demo         the embedded default (``make demo``): a tiny Llama on byte-level text from Python's
-               standard library, 300 steps on one CPU in about two minutes; loss falls from ~5.5 to ~1.7.
+  demo         the embedded default (``make demo``): a tiny Llama on a 50/50 mixture of Python's
+               standard library code and reference prose (configs/data/demo.py, a 1024-id BPE),
+               300 steps on one CPU in about two minutes.
   bench_small  ENV.md's tiny MaxText peer config (d 256, 2 layers, seq 256, batch 4), synthetic data.
   bench_cpu    the CPU-sized config (d 1024, 4 layers, vocab 32000, seq 512, batch 2), synthetic data.
 
@@ -28,7 +29,12 @@ def base(preset: str) -> ml_collections.ConfigDict:
     del c.model["rope_scaling"]          # set it in Python configs; the CLI cannot override None
   c.mesh = ml_collections.ConfigDict(dict(data=1, fsdp=-1, sequence=1, tensor=1))
   c.rules = ml_collections.ConfigDict()  # overrides of parallel.rules.DEFAULT_RULES
-  c.data = ml_collections.ConfigDict(dict(kind="markov", path="", vocab_size=0))
+  # kind: mixture (prepared shards + recipe; `visprior data prepare`) | markov | text_bytes.
+  # recipe: a name (mix6, single:code, sweep:visual_concept:25, grid:60:15) or, in Python configs,
+  # a list of {source, require, exclude, weight}.
+  c.data = ml_collections.ConfigDict(dict(kind="markov", path="", vocab_size=0, prepared_dir="", recipe="",
+                                          block_tokens=0, shuffle_window=64, prefetch=2, allow_mixture_change=False,
+                                          verify_checksums=False))
   c.train = ml_collections.ConfigDict(dict(steps=14305, batch_size=1024, seq_len=2048, grad_accum=1,
                                            z_loss=0.0, log_every=50))
   c.optim = ml_collections.ConfigDict(dict(lr=3e-4, warmup_steps=1024, schedule="cosine", min_lr_ratio=0.1,
@@ -44,8 +50,11 @@ def get_config(arg: str = "llama3_tiny") -> ml_collections.ConfigDict:
   if arg == "demo":
     c = base("llama3_tiny")
     c.model.update(embed_dim=128, num_layers=4, num_heads=4, num_kv_heads=2, head_dim=32, mlp_dim=384,
-                   vocab_size=256, max_seq_len=128)
-    c.data.kind = "text_bytes"
+                   vocab_size=1024, max_seq_len=128)
+    # Shards from `visprior data prepare --config=configs/data/demo.py` (make demo runs it first).
+    c.data.update(kind="mixture", prepared_dir="runs/data/demo")
+    del c.data["recipe"]  # a list here, not a name
+    c.data.recipe = [dict(source="code", weight=0.5), dict(source="docs", weight=0.5)]
     c.train.update(steps=300, batch_size=16, seq_len=128, log_every=25)
     c.optim.update(lr=3e-3, warmup_steps=30)
     c.checkpoint.every = 100

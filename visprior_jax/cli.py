@@ -4,6 +4,10 @@
   visprior model-info --config=configs/pretrain.py:<name>
   visprior convert hf-to-native --src=HF_DIR --dst=DIR [--verify]
   visprior convert native-to-hf --src=DIR --dst=HF_DIR [--verify]
+  visprior data prepare         --config=configs/data/<name>.py
+  visprior data train-tokenizer --config=configs/data/<name>.py
+  visprior data label           --config=configs/data/label_endpoint.py[:lexical] --prepared=DIR [--sources=a,b]
+  visprior data label-report    --prepared=DIR [--sources=a,b] [--out=FILE.json]
 
 Configuration errors print one line (``error: ...``) and exit with status 2.
 """
@@ -15,7 +19,8 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-COMMANDS = ("pretrain", "model-info", "convert")
+COMMANDS = ("pretrain", "model-info", "convert", "data")
+DATA_COMMANDS = ("prepare", "train-tokenizer", "label", "label-report")
 FLAGS = flags.FLAGS
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file and argument, e.g. configs/pretrain.py:demo.",
                                           lock_config=True)
@@ -23,6 +28,12 @@ flags.DEFINE_string("workdir", None, "Run directory (local path or gs://...).")
 flags.DEFINE_string("src", None, "convert: source checkpoint directory.")
 flags.DEFINE_string("dst", None, "convert: destination directory.")
 flags.DEFINE_bool("verify", False, "convert: run both models on the same tokens and report max |dlogits|.")
+flags.DEFINE_string("prepared", None, "data label/label-report: the prepared shards directory.")
+flags.DEFINE_list("sources", None, "data label/label-report: only these sources (default: all).")
+flags.DEFINE_string("out", None, "data label-report: also write the rates as JSON here.")
+flags.DEFINE_string("tokenizer", None, "data label: the tokenizer the shards were prepared with "
+                    "(default: the one named in the shards' manifest).")
+flags.DEFINE_integer("limit", None, "data label: label at most this many segments per source.")
 
 
 def _fail(msg: str) -> None:
@@ -80,6 +91,30 @@ def _convert(args):
     _fail(str(e))
 
 
+def _data(args):
+  from visprior_jax.data import commands
+  sub = args[2] if len(args) > 2 else ""
+  if sub not in DATA_COMMANDS:
+    _fail(f"usage: visprior data {{{'|'.join(DATA_COMMANDS)}}} [flags]")
+  try:
+    if sub in ("prepare", "train-tokenizer", "label") and _CONFIG.value is None:
+      _fail(f"--config is required for data {sub}")
+    if sub == "prepare":
+      commands.prepare_command(_CONFIG.value)
+    elif sub == "train-tokenizer":
+      print(commands.train_tokenizer_command(_CONFIG.value))
+    elif sub == "label":
+      if not FLAGS.prepared:
+        _fail("--prepared is required")
+      commands.label_command(FLAGS.prepared, FLAGS.sources, _CONFIG.value, FLAGS.tokenizer, FLAGS.limit)
+    else:
+      if not FLAGS.prepared:
+        _fail("--prepared is required")
+      commands.label_report_command(FLAGS.prepared, FLAGS.sources, FLAGS.out)
+  except (ValueError, FileNotFoundError) as e:
+    _fail(str(e))
+
+
 def _sparkline(values, width: int = 40) -> str:
   bars = "▁▂▃▄▅▆▇█"
   step = max(1, len(values) // width)
@@ -95,7 +130,7 @@ def main(argv):
     _fail(f"usage: visprior {{{'|'.join(COMMANDS)}}} [flags]; see visprior_jax/cli.py")
   if argv[1] in ("pretrain", "model-info") and _CONFIG.value is None:
     _fail("--config is required, e.g. --config=configs/pretrain.py:demo")
-  {"pretrain": _pretrain, "model-info": _model_info, "convert": _convert}[argv[1]](argv)
+  {"pretrain": _pretrain, "model-info": _model_info, "convert": _convert, "data": _data}[argv[1]](argv)
 
 
 def run():

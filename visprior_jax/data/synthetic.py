@@ -1,6 +1,6 @@
 """Deterministic token sources for the trainer until the real text pipeline plugs in.
 
-The trainer's data interface is narrow on purpose:
+The trainer's data interface (``visprior_jax.data.source.make_source`` builds one) is narrow on purpose:
 
   source.vocab_size                      tokens the source emits (must fit the model's vocab)
   source.batch(step, process_index, process_count) -> dict of numpy arrays for this process's rows
@@ -25,19 +25,7 @@ import numpy as np
 
 from etils import epath
 
-
-def _pack(doc_ids: np.ndarray, tokens: np.ndarray) -> dict[str, np.ndarray]:
-  """(rows, T+1) token and document-id arrays -> the batch dict with shifted targets."""
-  inputs, targets = tokens[:, :-1], tokens[:, 1:]
-  seg_in, seg_tg = doc_ids[:, :-1], doc_ids[:, 1:]
-  # Renumber documents per row from 1 and restart positions at each document start.
-  starts = np.concatenate([np.ones((seg_in.shape[0], 1), bool), seg_in[:, 1:] != seg_in[:, :-1]], axis=1)
-  segment_ids = np.cumsum(starts, axis=1).astype(np.int32)
-  idx = np.arange(seg_in.shape[1])[None, :]
-  last_start = np.maximum.accumulate(np.where(starts, idx, 0), axis=1)
-  return dict(inputs=inputs.astype(np.int32), targets=targets.astype(np.int32), segment_ids=segment_ids,
-              positions=(idx - last_start).astype(np.int32),
-              loss_mask=(seg_in == seg_tg).astype(np.float32))
+from visprior_jax.data.packing import pack_rows
 
 
 class _Source:
@@ -52,7 +40,7 @@ class _Source:
 
   def batch(self, step: int, process_index: int = 0, process_count: int = 1) -> dict[str, np.ndarray]:
     rows = [self._row(np.random.default_rng((self.seed, step, r))) for r in self._rows(process_index, process_count)]
-    return _pack(np.stack([d for d, _ in rows]), np.stack([t for _, t in rows]))
+    return pack_rows(np.stack([d for d, _ in rows]), np.stack([t for _, t in rows]))
 
   def state(self, step: int) -> dict:
     return {"kind": type(self).__name__, "seed": self.seed, "next_step": step}
@@ -111,12 +99,3 @@ class TextBytes(_Source):
     start = rng.integers(0, len(self._tokens) - self.seq_len - 1)
     sl = slice(start, start + self.seq_len + 1)
     return self._docs[sl], self._tokens[sl]
-
-
-def make_source(data_cfg, batch_size: int, seq_len: int, seed: int, model_vocab: int):
-  kind = data_cfg.kind
-  if kind == "markov":
-    return MarkovTokens(data_cfg.get("vocab_size") or model_vocab, batch_size, seq_len, seed)
-  if kind == "text_bytes":
-    return TextBytes(batch_size, seq_len, seed, data_cfg.get("path", ""))
-  raise ValueError(f"data.kind={kind!r} is not one of markov, text_bytes")

@@ -24,7 +24,7 @@ from etils import epath
 
 from visprior_jax.checkpoint.manager import RunCheckpoints
 from visprior_jax.checkpoint.params import load_params, save_params
-from visprior_jax.data.synthetic import make_source
+from visprior_jax.data.source import make_source
 from visprior_jax.models import flops as flops_lib
 from visprior_jax.train import metrics as metrics_lib
 from visprior_jax.train.setup import build_step
