@@ -7,6 +7,7 @@ stderr, exit with status 2, and leave no run behind (the workdir is never create
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -128,3 +129,40 @@ def test_convert_round_trip_through_the_cli(tmp_path):
 def jax_leaves(tree):
   import jax
   return jax.tree.leaves(tree)
+
+
+def test_data_prepare_label_report_end_to_end(tmp_path):
+  """visprior data prepare -> label (lexical) -> label-report on offline text, with a config file."""
+  cfg = tmp_path / "data_cfg.py"
+  cfg.write_text(f'''
+import ml_collections
+def get_config():
+  c = ml_collections.ConfigDict()
+  c.out_dir = "{tmp_path / 'prepared'}"
+  c.tokenizer = "{tmp_path / 'prepared' / 'tok.json'}"
+  c.train_vocab_size = 300
+  c.train_kind = "bpe"
+  c.docs_per_shard = 20
+  c.workers = 0
+  c.sources = ml_collections.ConfigDict({{"code": {{"kind": "python_stdlib", "limit": 30}},
+                                          "docs": {{"kind": "pydoc_topics", "limit": 20}}}})
+  return c
+''')
+  out = visprior("data", "prepare", f"--config={cfg}", timeout=300)
+  assert out.returncode == 0, out.stderr[-3000:]
+  for name in ("code", "docs"):
+    manifest = json.loads((tmp_path / "prepared" / name / "manifest.json").read_text())
+    assert manifest["documents"] > 0 and manifest["tokens"] > 0 and manifest["shards"][0]["sha256"]
+  shards = sorted((tmp_path / "prepared").glob("*/shard-*.array_record"))
+  mtimes = [p.stat().st_mtime_ns for p in shards]
+  again = visprior("data", "prepare", f"--config={cfg}", timeout=300)   # resumable: nothing rewritten
+  assert again.returncode == 0 and [p.stat().st_mtime_ns for p in shards] == mtimes
+  out = visprior("data", "label", "--config=configs/data/label_endpoint.py:lexical",
+                 f"--prepared={tmp_path / 'prepared'}", timeout=300)
+  assert out.returncode == 0, out.stderr[-3000:]
+  report = visprior("data", "label-report", f"--prepared={tmp_path / 'prepared'}",
+                    f"--out={tmp_path / 'rates.json'}")
+  assert report.returncode == 0 and "code" in report.stdout and "vis.comb" in report.stdout
+  assert json.loads((tmp_path / "rates.json").read_text())
+  bad = visprior("data", "label-report", f"--prepared={tmp_path / 'nowhere'}")
+  assert bad.returncode == 2 and _last_line(bad.stderr).startswith("error:")

@@ -4,11 +4,13 @@ import json
 
 import jax
 import numpy as np
+import pytest
 
 from conftest import pretrain_config
 
 from visprior_jax.checkpoint.params import load_params
 from visprior_jax.train.trainer import train
+from visprior_jax.train.validate import ConfigError
 
 
 
@@ -46,3 +48,50 @@ def test_gradient_accumulation_through_the_trainer(tmp_path):
   two = train(_config(batch_size=16, steps=3, grad_accum=2), tmp_path / "two")
   for s in one.losses:
     np.testing.assert_allclose(two.losses[s], one.losses[s], rtol=1e-5)
+
+
+def _prepared_bytes_corpus(root):
+  import random
+  import string
+  from visprior_jax.data.prepare import prepare_source
+  from visprior_jax.data.tokenizers import ByteTokenizer
+  for i, (name, alphabet) in enumerate((("letters", string.ascii_lowercase + " "), ("digits", string.digits + " "))):
+    rng = random.Random(i)
+    docs = [{"text": "".join(rng.choice(alphabet) for _ in range(rng.randint(20, 300))), "id": str(j)}
+            for j in range(60)]
+    prepare_source(docs, ByteTokenizer(), root, name, docs_per_shard=16, progress=False)
+
+
+def test_trainer_on_the_mixture_pipeline_resumes_exactly(tmp_path):
+  """data.kind=mixture end to end: the data state rides in the checkpoint; resume is bitwise."""
+  import shutil
+  _prepared_bytes_corpus(tmp_path / "data")
+
+  def config():
+    c = _config(steps=6, log_every=1)
+    c.data.update(kind="mixture", prepared_dir=str(tmp_path / "data"))
+    del c.data["recipe"]
+    c.data.recipe = [dict(source="letters", weight=0.7), dict(source="digits", weight=0.3)]
+    c.checkpoint.update(every=3, keep=3, export=False)
+    c.metrics.update(tensorboard=False, mfu=False)
+    return c
+
+  full = train(config(), tmp_path / "full")
+  shutil.copytree(tmp_path / "full", tmp_path / "resumed")
+  shutil.rmtree(tmp_path / "resumed" / "checkpoints" / "6")
+  resumed = train(config(), tmp_path / "resumed")
+  assert sorted(resumed.losses) == [4, 5, 6]
+  for s in (4, 5, 6):
+    assert resumed.losses[s] == full.losses[s]
+  data_state = json.loads((tmp_path / "full" / "checkpoints" / "6" / "data" / "metadata").read_text())
+  assert data_state["kind"] == "mixture" and data_state["next_step"] == 6
+
+  changed = config()
+  changed.data.recipe = [dict(source="letters", weight=0.5), dict(source="digits", weight=0.5)]
+  with pytest.raises(ValueError, match="mixture"):
+    train(changed, tmp_path / "resumed")
+
+  too_small = config()
+  too_small.model.vocab_size = 200   # the bytes tokenizer has 259 ids
+  with pytest.raises(ConfigError, match="259 tokens"):
+    train(too_small, tmp_path / "small")

@@ -80,4 +80,9 @@ def label_command(prepared_dir, sources, backend_cfg, tokenizer_spec=None, limit
 
 def label_report_command(prepared_dir, sources=None, out=None):
   from visprior_jax.data import labels
+  if not os.path.isdir(prepared_dir):
+    raise FileNotFoundError(f"{prepared_dir} is not a directory of prepared sources")
+  if not sources and not any(os.path.exists(os.path.join(prepared_dir, d, labels.LABELS_FILE))
+                             for d in os.listdir(prepared_dir)):
+    raise FileNotFoundError(f"no {labels.LABELS_FILE} under {prepared_dir}; run `visprior data label` first")
   return labels.label_report_command(prepared_dir, sources, output=out)
