@@ -1,4 +1,5 @@
-"""Packed rows: documents laid end to end in fixed-length rows, with the trainer's masking fields."""
+"""Packed rows: documents laid end to end in fixed-length rows, with the trainer's masking fields,
+and which rows of a global batch each process builds."""
 
 from __future__ import annotations
 
@@ -17,3 +18,11 @@ def pack_rows(doc_ids: np.ndarray, tokens: np.ndarray) -> dict[str, np.ndarray]:
   return dict(inputs=inputs.astype(np.int32), targets=targets.astype(np.int32), segment_ids=segment_ids,
               positions=(idx - last_start).astype(np.int32),
               loss_mask=(seg_in == seg_tg).astype(np.float32))
+
+
+def process_rows(batch_size: int, process_index: int, process_count: int) -> range:
+  """Rows [p*B/P, (p+1)*B/P) of the global batch: disjoint per process, together the whole batch."""
+  if batch_size % process_count:
+    raise ValueError(f"batch_size={batch_size} is not divisible by the {process_count} processes")
+  per = batch_size // process_count
+  return range(process_index * per, (process_index + 1) * per)

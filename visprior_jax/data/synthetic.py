@@ -25,21 +25,16 @@ import numpy as np
 
 from etils import epath
 
-from visprior_jax.data.packing import pack_rows
+from visprior_jax.data.packing import pack_rows, process_rows
 
 
 class _Source:
   def __init__(self, batch_size: int, seq_len: int, seed: int):
     self.batch_size, self.seq_len, self.seed = batch_size, seq_len, seed
 
-  def _rows(self, process_index: int, process_count: int) -> range:
-    if self.batch_size % process_count:
-      raise ValueError(f"batch_size={self.batch_size} is not divisible by the {process_count} processes")
-    per = self.batch_size // process_count
-    return range(process_index * per, (process_index + 1) * per)
-
   def batch(self, step: int, process_index: int = 0, process_count: int = 1) -> dict[str, np.ndarray]:
-    rows = [self._row(np.random.default_rng((self.seed, step, r))) for r in self._rows(process_index, process_count)]
+    rows = [self._row(np.random.default_rng((self.seed, step, r)))
+            for r in process_rows(self.batch_size, process_index, process_count)]
     return pack_rows(np.stack([d for d, _ in rows]), np.stack([t for _, t in rows]))
 
   def state(self, step: int) -> dict:

@@ -62,7 +62,7 @@ from array_record.python import array_record_module
 
 from visprior_jax.data import mixtures
 from visprior_jax.data.mixtures import Stream
-from visprior_jax.data.packing import pack_rows
+from visprior_jax.data.packing import pack_rows, process_rows
 
 
 def _field(obj, name, default=None):
@@ -391,16 +391,10 @@ class MixtureSource:
   def _window_perm_uncached(self, window: int) -> np.ndarray:
     return np.random.default_rng([self.seed % 2**63, 3, window]).permutation(self.shuffle_window * self.batch_size)
 
-  def _rows_range(self, process_index: int, process_count: int) -> range:
-    if self.batch_size % process_count:
-      raise ValueError(f"batch_size={self.batch_size} is not divisible by the {process_count} processes")
-    per = self.batch_size // process_count
-    return range(process_index * per, (process_index + 1) * per)
-
   def batch_info(self, step: int, process_index: int = 0, process_count: int = 1) -> dict[str, np.ndarray]:
     """The batch plus per-token provenance of the (rows, seq_len + 1) packed tokens:
     ``stream_ids`` (recipe index) and ``span_ids`` (row in ``span_table``)."""
-    rows = [step * self.batch_size + r for r in self._rows_range(process_index, process_count)]
+    rows = [step * self.batch_size + r for r in process_rows(self.batch_size, process_index, process_count)]
     all_pieces = [self._row_pieces(self._packed_row(k)) for k in rows]
     need: dict[tuple[str, int], set] = {}
     for pieces in all_pieces:
