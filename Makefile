@@ -35,6 +35,8 @@ test-fast: $(VENV)/.test
 bench: $(VENV)/.core
 	$(BIN)/python bench/train_step.py --config=configs/pretrain.py:bench_small
 	$(BIN)/python bench/train_step.py --config=configs/pretrain.py:bench_cpu
+	$(BIN)/visprior data prepare --config=configs/data/demo.py
+	$(BIN)/python bench/data_pipeline.py --tokenizers bytes,gpt2,llama3,sentencepiece32k,runs/data/demo/tokenizer.json
 
 clean:
 	rm -rf $(VENV) runs
