@@ -160,10 +160,31 @@ def test_builtin_offline_sources():
   assert any("def " in d["text"] or "import " in d["text"] for d in code)
 
 
-def test_tfds_reader_through_data_source():
-  pytest.importorskip("tensorflow_datasets", reason="tensorflow_datasets is an optional extra")
+def test_tfds_reader_through_data_source(tmp_path):
+  """A TFDS dataset prepared as ArrayRecord (no TensorFlow) read back through tfds.data_source."""
+  tfds = pytest.importorskip("tensorflow_datasets", reason="tensorflow_datasets is an optional extra")
   with pytest.raises(ValueError, match="needs 'name'"):
     list(sources.read_documents({"kind": "tfds"}))
+
+  class TinyText(tfds.core.GeneratorBasedBuilder):
+    VERSION = tfds.core.Version("1.0.0")
+
+    def _info(self):
+      return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict({"text": tfds.features.Text()}))
+
+    def _split_generators(self, dl_manager):
+      return {"train": self._generate_examples()}
+
+    def _generate_examples(self):
+      for i in range(6):
+        yield i, {"text": "" if i == 3 else f"document number {i} \u00e9"}
+
+  TinyText(data_dir=str(tmp_path), file_format="array_record").download_and_prepare()
+  stats = sources.ReadStats()
+  docs = list(sources.read_documents({"kind": "tfds", "name": "tiny_text:1.0.0", "data_dir": str(tmp_path),
+                                      "source": "tiny"}, stats))
+  assert sorted(d["text"] for d in docs) == [f"document number {i} \u00e9" for i in (0, 1, 2, 4, 5)]
+  assert {d["source"] for d in docs} == {"tiny"} and stats.skipped["empty text"] == 1
 
 
 def test_spec_errors_are_one_line():
