@@ -33,7 +33,8 @@ def base(preset: str) -> ml_collections.ConfigDict:
   # recipe: a name (mix6, single:code, sweep:visual_concept:25, grid:60:15) or, in Python configs,
   # a list of {source, require, exclude, weight}.
   c.data = ml_collections.ConfigDict(dict(kind="markov", path="", vocab_size=0, prepared_dir="", recipe="",
-                                          block_tokens=0, shuffle_window=64, prefetch=2, allow_mixture_change=False,
+                                          block_tokens=0, shuffle_window=64, prefetch=2, workers=0,
+                                          allow_mixture_change=False,
                                           verify_checksums=False))
   c.train = ml_collections.ConfigDict(dict(steps=14305, batch_size=1024, seq_len=2048, grad_accum=1,
                                            z_loss=0.0, log_every=50))

@@ -292,3 +292,12 @@ def test_bad_input_names_the_file(prepared, tmp_path):
     MixtureSource(root, [{"source": "lab", "require": ["math_reasoning"], "weight": 1.0}], batch_size=2, seq_len=31)
   with pytest.raises(FileNotFoundError, match="manifest.json not found"):
     MixtureSource(root, [{"source": "nope", "weight": 1.0}], batch_size=2, seq_len=31)
+
+
+def test_worker_processes_give_the_same_batches(prepared):
+  plain = MixtureSource(prepared, MIX, batch_size=4, seq_len=127, seed=42)
+  workers = MixtureSource(prepared, MIX, batch_size=4, seq_len=127, seed=42, workers=2)
+  for step in (0, 1, 2, 7, 8):   # 2 -> 7 is a jump: the worker iterator restarts at step 7
+    got, want = workers.batch(step), plain.batch(step)
+    for k in want:
+      np.testing.assert_array_equal(got[k], want[k])

@@ -37,9 +37,9 @@ checksums); ``check_state`` refuses a checkpoint whose fingerprint differs, sayi
 unless ``allow_mixture_change=True``.
 
 Prefetch: ``prefetch=N`` computes the next N steps in a background thread while the trainer
-runs the current one (default 0: everything in the calling thread). ``as_grain_dataset`` wraps
-the source as a ``grain.MapDataset`` over steps for ``.to_iter_dataset(ReadOptions)`` and
-``.mp_prefetch`` when the pipeline itself is the bottleneck.
+runs the current one (default 0: everything in the calling thread). ``workers=N`` instead builds
+batches in N grain worker processes (``as_grain_dataset`` -> ``mp_prefetch``), read in step order;
+a non-consecutive step restarts them at that step. Either way the batch is ``f(seed, step)``.
 
 Limits: paths are local (ArrayRecord readers, ``open``); an epoch's permutation is held in memory
 (8 bytes per span, cached for recent epochs).
@@ -257,7 +257,7 @@ class MixtureSource:
 
   def __init__(self, prepared_dir: str, streams, batch_size: int, seq_len: int, seed: int = 42, *,
                block_tokens: int = 0, prefetch: int = 0, allow_mixture_change: bool = False,
-               verify_checksums: bool = False, pool=None, shuffle_window: int = 64):
+               verify_checksums: bool = False, pool=None, shuffle_window: int = 64, workers: int = 0):
     self.batch_size, self.seq_len, self.seed = int(batch_size), int(seq_len), int(seed)
     if shuffle_window < 1:
       raise ValueError(f"shuffle_window={shuffle_window} must be >= 1 (batches)")
@@ -297,7 +297,7 @@ class MixtureSource:
       self._digests.append(digest)
     self._totals = [int(sp[3].sum()) for sp in self._spans]
     self._keys = [_key_int(str(s)) for s in self.streams]
-    self.prefetch = int(prefetch)
+    self.prefetch, self.workers = int(prefetch), int(workers)
     self._init_runtime()
 
   def _init_runtime(self):
@@ -306,9 +306,12 @@ class MixtureSource:
     self._window_perm = functools.lru_cache(maxsize=4)(self._window_perm_uncached)
     self._pool = concurrent.futures.ThreadPoolExecutor(1) if self.prefetch > 0 else None
     self._futures: dict[tuple, concurrent.futures.Future] = {}
+    self._worker_iter, self._worker_next = None, None
 
-  def __getstate__(self):  # for grain worker processes: caches and threads are rebuilt there
-    return {k: v for k, v in self.__dict__.items() if k not in ("_epoch", "_block", "_pool", "_futures")}
+  _RUNTIME = ("_epoch", "_block", "_window_perm", "_pool", "_futures", "_worker_iter", "_worker_next")
+
+  def __getstate__(self):  # for grain worker processes: caches, threads and iterators are rebuilt there
+    return {k: v for k, v in self.__dict__.items() if k not in self._RUNTIME}
 
   def __setstate__(self, state):
     self.__dict__.update(state)
@@ -423,6 +426,8 @@ class MixtureSource:
     return out
 
   def batch(self, step: int, process_index: int = 0, process_count: int = 1) -> dict[str, np.ndarray]:
+    if self.workers > 0:
+      return self._from_workers(step, process_index, process_count)
     if self._pool is None:
       return self._compute(step, process_index, process_count)
     key = (step, process_index, process_count)
@@ -433,6 +438,17 @@ class MixtureSource:
       if (s, *key[1:]) not in self._futures:
         self._futures[(s, *key[1:])] = self._pool.submit(self._compute, s, process_index, process_count)
     return future.result() if future is not None else self._compute(step, process_index, process_count)
+
+  def _from_workers(self, step: int, process_index: int, process_count: int) -> dict[str, np.ndarray]:
+    """Batches from ``workers`` grain worker processes, read in order from ``step`` on; a jump
+    (resume, another process split) restarts the iterator at the requested step."""
+    if self._worker_iter is None or self._worker_next != (step, process_index, process_count):
+      import grain
+      ds = self.as_grain_dataset(process_index, process_count, start_step=step).to_iter_dataset()
+      self._worker_iter = iter(ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=self.workers)))
+    batch = next(self._worker_iter)
+    self._worker_next = (step + 1, process_index, process_count)
+    return batch
 
   def as_grain_dataset(self, process_index: int = 0, process_count: int = 1, start_step: int = 0,
                        num_steps: int = 2**40):
@@ -500,7 +516,8 @@ def _cfg(data_cfg, name, default=None):
 def make_text_source(data_cfg, batch_size: int, seq_len: int, seed: int) -> MixtureSource:
   """``data.kind="mixture"``: ``data.prepared_dir``, ``data.recipe`` (a name for
   ``mixtures.get_recipe`` or a list of {source, require, exclude, weight}), and optional
-  ``block_tokens`` (0 = one global batch), ``prefetch``, ``allow_mixture_change``,
+  ``block_tokens`` (0 = one global batch), ``shuffle_window``, ``prefetch`` (a thread),
+  ``workers`` (grain worker processes; 0 = none), ``allow_mixture_change``,
   ``verify_checksums``, ``pool`` (sources a sweep/grid recipe resolves against; default: every
   labelled source under prepared_dir)."""
   prepared_dir, recipe = _cfg(data_cfg, "prepared_dir"), _cfg(data_cfg, "recipe")
@@ -509,6 +526,7 @@ def make_text_source(data_cfg, batch_size: int, seq_len: int, seed: int) -> Mixt
   return MixtureSource(prepared_dir, recipe, batch_size, seq_len, seed,
                        block_tokens=int(_cfg(data_cfg, "block_tokens", 0)), prefetch=int(_cfg(data_cfg, "prefetch", 0)),
                        shuffle_window=int(_cfg(data_cfg, "shuffle_window", 64)),
+                       workers=int(_cfg(data_cfg, "workers", 0)),
                        allow_mixture_change=bool(_cfg(data_cfg, "allow_mixture_change", False)),
                        verify_checksums=bool(_cfg(data_cfg, "verify_checksums", False)),
                        pool=_cfg(data_cfg, "pool") or None)
