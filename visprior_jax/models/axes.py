@@ -6,7 +6,8 @@ pass them to :func:`constrain`. Which mesh axes those names map to is decided ou
 train or eval step is traced. Without a resolver, :func:`constrain` is the identity (one device,
 notebooks).
 
-Parameter axes: ``vocab embed heads kv_heads head_dim mlp layers norm``.
+Parameter axes: ``vocab embed heads kv_heads head_dim mlp layers norm vision_embed`` (the last: the
+vision encoder's output width, the projector's input).
 Activation axes: ``act_batch act_length act_embed act_heads act_kv_heads act_head_dim act_mlp act_vocab``.
 """
 
@@ -18,7 +19,7 @@ from typing import Callable, Sequence
 
 import jax
 
-PARAM_AXES = ("vocab", "embed", "heads", "kv_heads", "head_dim", "mlp", "layers", "norm")
+PARAM_AXES = ("vocab", "embed", "heads", "kv_heads", "head_dim", "mlp", "layers", "norm", "vision_embed")
 ACTIVATION_AXES = ("act_batch", "act_length", "act_embed", "act_heads", "act_kv_heads",
                    "act_head_dim", "act_mlp", "act_vocab")
 

@@ -201,7 +201,8 @@ def remat_policy(name: str):
 
 
 class Llama(nnx.Module):
-  """``Llama(cfg, rngs=nnx.Rngs(42))(tokens, positions=None, segment_ids=None) -> logits``."""
+  """``Llama(cfg, rngs=nnx.Rngs(42))(tokens, positions=None, segment_ids=None) -> logits``;
+  ``from_embeddings`` runs the same decoder on precomputed input embeddings."""
 
   def __init__(self, cfg: LlamaConfig, *, rngs: nnx.Rngs):
     self.cfg = cfg
@@ -224,13 +225,21 @@ class Llama(nnx.Module):
       self.lm_head.kernel = _param(rngs, (cfg.embed_dim, cfg.vocab_size), ("embed", "vocab"), cfg.init_std, pd)
 
   def __call__(self, tokens, positions=None, segment_ids=None):
+    return self.from_embeddings(self.embed_tokens(tokens), positions, segment_ids)
+
+  def embed_tokens(self, tokens):
+    """(B,T) ids -> (B,T,D) input embeddings in the compute dtype."""
+    x = jnp.take(self.embed.embedding[...], tokens, axis=0).astype(jnp.dtype(self.cfg.dtype))
+    return constrain(x, ("act_batch", "act_length", "act_embed"))
+
+  def from_embeddings(self, x, positions=None, segment_ids=None):
+    """Input embeddings (B,T,D) -> logits (B,T,V): the decoder after the token lookup (the
+    multimodal model enters here with image features merged into the embeddings)."""
     cfg, dt = self.cfg, jnp.dtype(self.cfg.dtype)
     if positions is None:
-      positions = jnp.broadcast_to(jnp.arange(tokens.shape[1]), tokens.shape)
+      positions = jnp.broadcast_to(jnp.arange(x.shape[1]), x.shape[:2])
     if segment_ids is None:
-      segment_ids = jnp.ones(tokens.shape, jnp.int32)
-    x = jnp.take(self.embed.embedding[...], tokens, axis=0).astype(dt)
-    x = constrain(x, ("act_batch", "act_length", "act_embed"))
+      segment_ids = jnp.ones(x.shape[:2], jnp.int32)
     x = self._run_blocks(x, positions, segment_ids)
     x = self.final_norm(x)
     head = self.embed.embedding[...].T if cfg.tie_embeddings else self.lm_head.kernel[...]

@@ -27,6 +27,7 @@ DEFAULT_RULES: dict[str, Any] = {
     "mlp": "tensor",
     "layers": None,
     "norm": None,
+    "vision_embed": None,
     # activations
     "act_batch": ("data", "fsdp"),
     "act_length": "sequence",
