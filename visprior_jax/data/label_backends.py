@@ -328,20 +328,27 @@ class EndpointBackend:
     with self._lock:
       self._stats[name] += n
 
+  def _content(self, text: str) -> str | list:
+    """The user message's content for one item (a subclass may return OpenAI content parts)."""
+    return self.prompt.replace("{text}", text) if "{text}" in self.prompt else f"{self.prompt}\n\n{text}"
+
+  def _parse(self, answer: str) -> list[str] | None:
+    return parse_answer(answer)
+
   def _label_one(self, text: str) -> Any:
-    content = self.prompt.replace("{text}", text) if "{text}" in self.prompt else f"{self.prompt}\n\n{text}"
+    content = self._content(text)
     for attempt in range(self.cfg.parse_retries + 1):
       temperature = self.cfg.temperature if attempt == 0 else self.cfg.retry_temperature
       answer = self._request(content, temperature)
       if answer is FAILED:
         return FAILED
-      labels = parse_answer(answer)
+      labels = self._parse(answer)
       if labels is not None:
         return labels
       self._bump("unparseable_answers")
     return UNPARSEABLE
 
-  def _request(self, content: str, temperature: float) -> str | None:
+  def _request(self, content: str | list, temperature: float) -> str | None:
     body = {"model": self.cfg.model, "messages": [{"role": "user", "content": content}],
             "temperature": temperature, "max_tokens": self.cfg.max_tokens}
     if self.cfg.enable_thinking is not None:

@@ -1,6 +1,7 @@
 """``make_source(config.data, ...)``: the trainer's one door to every data source.
 
   data.kind = "mixture"     prepared ArrayRecord shards mixed by a recipe (``text_pipeline``)
+  data.kind = "multimodal"  image-text instructions or captions (``multimodal``)
   data.kind = "markov"      a random Markov chain (``synthetic``; benchmarks and tests)
   data.kind = "text_bytes"  bytes of a local text file (``synthetic``)
 
@@ -16,9 +17,12 @@ def make_source(data_cfg, batch_size: int, seq_len: int, seed: int, model_vocab:
   if kind == "mixture":
     from visprior_jax.data.text_pipeline import make_text_source
     return make_text_source(data_cfg, batch_size, seq_len, seed)
+  if kind == "multimodal":
+    from visprior_jax.data.multimodal import make_multimodal_source
+    return make_multimodal_source(data_cfg, batch_size, seq_len, seed)
   from visprior_jax.data.synthetic import MarkovTokens, TextBytes
   if kind == "markov":
     return MarkovTokens(data_cfg.get("vocab_size") or model_vocab, batch_size, seq_len, seed)
   if kind == "text_bytes":
     return TextBytes(batch_size, seq_len, seed, data_cfg.get("path", ""))
-  raise ValueError(f"data.kind={kind!r} is not one of mixture, markov, text_bytes")
+  raise ValueError(f"data.kind={kind!r} is not one of mixture, multimodal, markov, text_bytes")
