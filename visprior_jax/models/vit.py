@@ -35,7 +35,6 @@ output (after CLIP's pre-norm), ``hidden_states[i]`` the output of block ``i``.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import math
 from typing import Any
 
@@ -43,9 +42,10 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from visprior_jax.models import pure
 from visprior_jax.models.axes import constrain
 
-Params = dict[str, Any]
+Params = pure.Params
 
 # big_vision's decode_variant table: name -> (width, depth, mlp_dim, heads).
 VARIANTS = {
@@ -481,36 +481,20 @@ class ViT(nnx.Module):
 # -------------------------------------------------------------------------- pure-dict helpers
 
 
-@functools.lru_cache(maxsize=32)
-def _skeleton(cfg: ViTConfig):
-  return nnx.split(nnx.eval_shape(lambda: ViT(cfg, rngs=nnx.Rngs(0))))
-
-
-def _is_var(x):
-  return isinstance(x, nnx.Variable)
-
-
 def logical_axes(cfg: ViTConfig) -> Params:
-  """Logical axis names of every parameter, as a dict shaped like the params."""
-  _, state = _skeleton(cfg)
-  return nnx.to_pure_dict(jax.tree.map(lambda v: v.replace(v.get_metadata()["logical_axes"]), state,
-                                       is_leaf=_is_var))
+  return pure.logical_axes(ViT, cfg)
 
 
 def abstract_params(cfg: ViTConfig) -> Params:
-  return nnx.to_pure_dict(_skeleton(cfg)[1])
+  return pure.abstract_params(ViT, cfg)
 
 
 def init_params(cfg: ViTConfig, seed: int = 42) -> Params:
-  return nnx.to_pure_dict(nnx.state(ViT(cfg, rngs=nnx.Rngs(seed))))
+  return pure.init_params(ViT, cfg, seed)
 
 
 def bind(cfg: ViTConfig, params: Params) -> ViT:
-  """An NNX ViT whose parameters are ``params`` (no copy; fine inside jit)."""
-  graphdef, state = _skeleton(cfg)
-  state = jax.tree.map(lambda v: v, state, is_leaf=_is_var)
-  nnx.replace_by_pure_dict(state, params)
-  return nnx.merge(graphdef, state)
+  return pure.bind(ViT, cfg, params)
 
 
 def apply(cfg: ViTConfig, params: Params, images, **kw) -> dict[str, Any]:
