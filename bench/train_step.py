@@ -147,6 +147,7 @@ def main(argv):
   from visprior_jax.models import flops as flops_lib
   from visprior_jax.train import metrics as metrics_lib
   from visprior_jax.train.setup import build_step
+  from visprior_jax.train.tasks import LanguageModel
   from visprior_jax.train.validate import ConfigError, check_vocab
 
   config = _CONFIG.value
@@ -184,7 +185,7 @@ def main(argv):
     lower_s, compile_s = t1 - t0, t2 - t1
     xla_unrolled, unrolled_compile_s = float("nan"), float("nan")
     if FLAGS.xla_unrolled and cfg.scan_layers:
-      unrolled = build_step(config, cfg=dataclasses.replace(cfg, scan_layers=False))
+      unrolled = build_step(config, task=LanguageModel(dataclasses.replace(cfg, scan_layers=False)))
       t0 = time.perf_counter()
       xla_unrolled = _cost_flops(unrolled.step.lower(params, opt_state, batch, jnp.int32(0)).compile())
       unrolled_compile_s = time.perf_counter() - t0

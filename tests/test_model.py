@@ -20,6 +20,7 @@ from visprior_jax.models import attention, axes, flops, functional, presets
 from visprior_jax.models.llama import REMAT_POLICIES
 from visprior_jax.parallel.mesh import make_mesh
 from visprior_jax.parallel.rules import Rules
+from visprior_jax.train.tasks import LanguageModel
 from visprior_jax.train.step import summed_loss
 
 CFG = presets.get("llama3_tiny")   # vocab 512, d 64, 2 layers, 4 heads / 2 kv heads of 16, mlp 192
@@ -64,7 +65,7 @@ def _logits_and_grads(cfg):
   """(logits, grads of the summed loss) for _params() on _batch(), one jit per config."""
   def f(params, batch):
     def loss(p):
-      total, _ = summed_loss(cfg, p, batch, 0.0)
+      total, _ = summed_loss(LanguageModel(cfg), p, batch, 0.0)
       return total
     logits = functional.apply(cfg, params, batch["inputs"], batch["positions"], batch["segment_ids"])
     return logits, jax.grad(loss)(params)
@@ -230,7 +231,7 @@ def test_logits_soft_cap_bounds_logits():
 def test_z_loss_adds_z_times_mean_log_z_squared():
   z = 1e-2
   batch, params = _batch(), _params()
-  f = jax.jit(lambda p, zz: summed_loss(CFG, p, batch, zz))
+  f = jax.jit(lambda p, zz: summed_loss(LanguageModel(CFG), p, batch, zz))
   (plain, aux0), (with_z, aux1) = f(params, 0.0), f(params, z)
   logits = np.asarray(_forward(CFG, params, batch["inputs"], batch["positions"], batch["segment_ids"]), np.float64)
   m = logits.max(-1, keepdims=True)

@@ -25,6 +25,7 @@ from visprior_jax.models import axes, functional, presets
 from visprior_jax.parallel.mesh import make_mesh
 from visprior_jax.parallel.rules import Rules, param_shardings
 from visprior_jax.train.optim import make_optimizer, schedule
+from visprior_jax.train.tasks import LanguageModel
 from visprior_jax.train.step import make_train_step, opt_state_shardings, summed_loss
 
 # num_kv_heads=2 on tensor=4 exercises the rules' "not divisible -> replicated" fallback.
@@ -90,7 +91,7 @@ class Setup:
     tx = make_optimizer(ocfg, abstract, 100)
     _, self.opt_sh = opt_state_shardings(tx, abstract, self.p_sh, rules.replicated())
     self.batch_sh = rules.batch_sharding(2)
-    step_fn = make_train_step(CFG, tx, schedule(ocfg, 100), grad_accum=grad_accum,
+    step_fn = make_train_step(LanguageModel(CFG), tx, schedule(ocfg, 100), grad_accum=grad_accum,
                               resolver=rules.activation_resolver())
     params, opt_state = _initial_state()
     with jax.set_mesh(mesh):
@@ -116,7 +117,7 @@ class Setup:
 
     def grad_fn(params, b):
       with axes.use_resolver(resolver):
-        return jax.grad(lambda p: summed_loss(CFG, p, b, 0.0)[0])(params)
+        return jax.grad(lambda p: summed_loss(LanguageModel(CFG), p, b, 0.0)[0])(params)
 
     with jax.set_mesh(self.mesh):
       return jax.jit(grad_fn, in_shardings=(self.p_sh, self.batch_sh), out_shardings=self.p_sh)(
@@ -278,7 +279,7 @@ def test_grad_accumulation_matches_one_big_batch():
   # The accumulated gradient itself, taken out of the train step through the optimizer state, equals
   # the one-batch gradient (the separately jitted jax.grad at the same params, divided by the tokens).
   tx = _grad_recorder()
-  step = make_train_step(CFG, tx, lambda _: 0.0, grad_accum=2, resolver=one.rules.activation_resolver())
+  step = make_train_step(LanguageModel(CFG), tx, lambda _: 0.0, grad_accum=2, resolver=one.rules.activation_resolver())
   batch = _batches()[-1]
   with jax.set_mesh(mesh):
     _, grads_two, m = jax.jit(step, in_shardings=(one.p_sh, one.p_sh, one.batch_sh, one.rules.replicated()),

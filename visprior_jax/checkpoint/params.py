@@ -71,22 +71,29 @@ def restore_target(abstract: Any, shardings: Any | None) -> Any:
   return jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract, shardings)
 
 
-def save_params(directory, cfg: LlamaConfig, params) -> epath.Path:
-  """Writes a parameter export (model.json + params/) and waits for it to be complete."""
+def save_params(directory, cfg: LlamaConfig | dict, params) -> epath.Path:
+  """Writes a parameter export (model.json + params/) and waits for it to be complete.
+
+  ``cfg``: the Llama config, or a description dict (multimodal: {"model", "vision", "mllm"})."""
   directory = absolute(directory)
   directory.mkdir(parents=True, exist_ok=True)
   with ocp.StandardCheckpointer() as ckptr:
     ckptr.save(directory / "params", params, force=True)
     ckptr.wait_until_finished()
-  (directory / "model.json").write_text(json.dumps(cfg.to_dict(), indent=1))
+  description = cfg if isinstance(cfg, dict) else cfg.to_dict()
+  (directory / "model.json").write_text(json.dumps(description, indent=1))
   return directory
 
 
-def _locate(path) -> tuple[epath.Path, LlamaConfig]:
-  """(params item dir, model config) for an export dir, a training workdir or a step dir."""
+def locate_params(path) -> tuple[epath.Path, dict]:
+  """(params item dir, model description) for an export dir, a training workdir or a step dir.
+
+  The description is ``model.json`` of an export or the ``meta`` of a training checkpoint: a
+  Llama config dict for language models; multimodal runs add ``vision`` and ``mllm`` entries.
+  """
   path = absolute(path)
   if (path / "model.json").exists():
-    return path / "params", LlamaConfig.from_dict(json.loads((path / "model.json").read_text()))
+    return path / "params", json.loads((path / "model.json").read_text())
   if (path / "checkpoints").exists():
     steps = sorted(int(p.name) for p in (path / "checkpoints").iterdir() if p.name.isdigit())
     if not steps:
@@ -94,19 +101,29 @@ def _locate(path) -> tuple[epath.Path, LlamaConfig]:
     path = path / "checkpoints" / str(steps[-1])
   meta = path / "meta" / "metadata"
   if (path / "params").exists() and meta.exists():
-    return path / "params", LlamaConfig.from_dict(json.loads(meta.read_text())["model"])
+    meta = json.loads(meta.read_text())
+    return path / "params", {"model": meta["model"], **{k: meta[k] for k in ("vision", "mllm") if k in meta}}
   raise FileNotFoundError(f"{path} is neither a parameter export (model.json) nor a training workdir/step")
 
 
-def load_params(path, shardings: Any | None = None, cfg: LlamaConfig | None = None):
-  """(cfg, params) from an export, workdir or step dir; params placed per ``shardings``."""
-  item, stored_cfg = _locate(path)
-  cfg = cfg or stored_cfg
-  abstract = functional.abstract_params(cfg)
+def _locate(path) -> tuple[epath.Path, LlamaConfig]:
+  item, description = locate_params(path)
+  return item, LlamaConfig.from_dict(description.get("model", description))
+
+
+def load_tree(path, abstract, shardings: Any | None = None):
+  """Restores the params of an export/workdir/step onto ``abstract``'s shapes (checked first)."""
+  item, _ = locate_params(path)
   with ocp.StandardCheckpointer() as ckptr:
     check_shapes(abstract, ckptr.metadata(item).item_metadata.tree, str(item))
-    params = ckptr.restore(item, restore_target(abstract, shardings))
-  return cfg, params
+    return ckptr.restore(item, restore_target(abstract, shardings))
+
+
+def load_params(path, shardings: Any | None = None, cfg: LlamaConfig | None = None):
+  """(cfg, params) of a Llama from an export, workdir or step dir; params placed per ``shardings``."""
+  _, stored_cfg = _locate(path)
+  cfg = cfg or stored_cfg
+  return cfg, load_tree(path, functional.abstract_params(cfg), shardings)
 
 
 class LoadedModel:

@@ -15,18 +15,18 @@ import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding
 
-from visprior_jax.models import functional
 from visprior_jax.models.llama import LlamaConfig
 from visprior_jax.parallel.mesh import make_mesh
 from visprior_jax.parallel.rules import Rules, param_shardings
 from visprior_jax.train.optim import make_optimizer, schedule
 from visprior_jax.train.step import make_train_step, opt_state_shardings
-from visprior_jax.train.validate import model_config, validate
+from visprior_jax.train.tasks import make_task
+from visprior_jax.train.validate import validate
 
 
 @dataclasses.dataclass(frozen=True)
 class StepSetup:
-  cfg: LlamaConfig
+  task: Any                # train.tasks.LanguageModel | MultimodalModel
   mesh: Mesh
   mesh_shape: dict[str, int]
   rules: Rules
@@ -39,10 +39,15 @@ class StepSetup:
   batch_sharding: NamedSharding
   step: Callable  # jitted (params, opt_state, batch, step_index) -> (params, opt_state, metrics); donates 0, 1
 
+  @property
+  def cfg(self) -> LlamaConfig:
+    """The (language) model config."""
+    return self.task.llm
+
   def init_state(self, seed: int):
     """Fresh (params, opt_state), created sharded."""
     with jax.set_mesh(self.mesh):
-      params = jax.jit(lambda: functional.init_params(self.cfg, seed), out_shardings=self.param_shardings)()
+      params = jax.jit(lambda: self.task.init_params(seed), out_shardings=self.param_shardings)()
       return params, self.init_opt_state(params)
 
   def init_opt_state(self, params):
@@ -54,21 +59,21 @@ class StepSetup:
     return {k: jax.make_array_from_process_local_data(self.batch_sharding, v) for k, v in batch.items()}
 
 
-def build_step(config, *, cfg: LlamaConfig | None = None) -> StepSetup:
-  """Validates ``config`` and builds the sharded train step (``cfg`` overrides the model config)."""
+def build_step(config, *, task=None) -> StepSetup:
+  """Validates ``config`` and builds the sharded train step (``task`` overrides the config's)."""
   mesh_shape = validate(config, jax.device_count())
-  cfg = cfg or model_config(config)
+  task = task or make_task(config)
   tr = config.train
   mesh = make_mesh(config.mesh)
   rules = Rules(mesh, config.get("rules", {}).to_dict())
-  abstract = functional.abstract_params(cfg)
-  p_sh = param_shardings(rules, abstract, functional.logical_axes(cfg))
+  abstract = task.abstract_params()
+  p_sh = param_shardings(rules, abstract, task.logical_axes())
   tx = make_optimizer(config.optim, abstract, tr.steps)
   sched = schedule(config.optim, tr.steps)
   abstract_opt, opt_sh = opt_state_shardings(tx, abstract, p_sh, rules.replicated())
   batch_sh = rules.batch_sharding(2)
-  step_fn = make_train_step(cfg, tx, sched, grad_accum=tr.grad_accum, z_loss=tr.z_loss,
+  step_fn = make_train_step(task, tx, sched, grad_accum=tr.grad_accum, z_loss=tr.z_loss,
                             resolver=rules.activation_resolver())
   jitted = jax.jit(step_fn, in_shardings=(p_sh, opt_sh, batch_sh, rules.replicated()),
                    out_shardings=(p_sh, opt_sh, rules.replicated()), donate_argnums=(0, 1))
-  return StepSetup(cfg, mesh, mesh_shape, rules, tx, sched, abstract, p_sh, abstract_opt, opt_sh, batch_sh, jitted)
+  return StepSetup(task, mesh, mesh_shape, rules, tx, sched, abstract, p_sh, abstract_opt, opt_sh, batch_sh, jitted)

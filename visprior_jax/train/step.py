@@ -13,8 +13,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from visprior_jax.models import axes, functional
-from visprior_jax.models.llama import LlamaConfig
+from visprior_jax.models import axes
 
 
 def token_losses(logits, targets):
@@ -25,9 +24,9 @@ def token_losses(logits, targets):
   return log_z - target_logit, log_z
 
 
-def summed_loss(cfg: LlamaConfig, params, batch, z_loss: float):
-  """(sum of masked loss incl. z-loss, aux sums) for one (micro-)batch."""
-  logits = functional.apply(cfg, params, batch["inputs"], batch["positions"], batch["segment_ids"])
+def summed_loss(task, params, batch, z_loss: float):
+  """(sum of masked loss incl. z-loss, aux sums) for one (micro-)batch; ``task``: see tasks.py."""
+  logits = task.logits(params, batch)
   ce, log_z = token_losses(logits, batch["targets"])
   mask = batch["loss_mask"]
   ce_sum = jnp.sum(ce * mask)
@@ -35,10 +34,10 @@ def summed_loss(cfg: LlamaConfig, params, batch, z_loss: float):
   return ce_sum + z_loss * z_sum, dict(ce_sum=ce_sum, z_sum=z_sum, tokens=jnp.sum(mask))
 
 
-def make_train_step(cfg: LlamaConfig, tx: optax.GradientTransformation, schedule: optax.Schedule, *,
+def make_train_step(task, tx: optax.GradientTransformation, schedule: optax.Schedule, *,
                     grad_accum: int = 1, z_loss: float = 0.0, resolver=None) -> Callable:
   """Returns ``step(params, opt_state, batch, step_index) -> (params, opt_state, metrics)``."""
-  grad_fn = jax.grad(lambda p, b: summed_loss(cfg, p, b, z_loss), has_aux=True)
+  grad_fn = jax.grad(lambda p, b: summed_loss(task, p, b, z_loss), has_aux=True)
 
   def accumulate(params, batch):
     if grad_accum == 1:

@@ -23,9 +23,7 @@ import numpy as np
 from etils import epath
 
 from visprior_jax.checkpoint.manager import RunCheckpoints
-from visprior_jax.checkpoint.params import load_params, save_params
 from visprior_jax.data.source import make_source
-from visprior_jax.models import flops as flops_lib
 from visprior_jax.train import metrics as metrics_lib
 from visprior_jax.train.setup import build_step
 from visprior_jax.train.validate import check_vocab
@@ -83,10 +81,10 @@ def train(config, workdir) -> TrainResult:
       source.check_state(restored["data"])
       params, opt_state, step = restored["params"], restored["opt_state"], restored["meta"]["step"]
       _log(is_main, f"resumed from {ckpts.directory}/{latest} (step {step}) on mesh {mesh_txt}")
-    elif config.get("init_from"):
-      _, params = load_params(config.init_from, setup.param_shardings, cfg)
+    elif (params := setup.task.initial_params(config, setup.param_shardings)) is not None:
       opt_state = setup.init_opt_state(params)
-      _log(is_main, f"initialised parameters from {config.init_from}")
+      _log(is_main, "initialised parameters from " + ", ".join(
+          f"{k}={config[k]}" for k in ("init_from", "init_llm_from", "init_vision_from") if config.get(k)))
     else:
       params, opt_state = setup.init_state(config.seed)
     if is_main:  # only once the state is good: a config that cannot resume must not overwrite the record
@@ -97,12 +95,12 @@ def train(config, workdir) -> TrainResult:
     compiled = setup.step.lower(params, opt_state, first, jnp.int32(step)).compile()
     compile_seconds = time.perf_counter() - t0
     _log(is_main, f"compiled the train step in {compile_seconds:.1f}s; "
-                  f"{flops_lib.param_count(cfg) / 1e6:.2f}M params; mesh {mesh_txt}")
+                  f"{setup.task.param_count() / 1e6:.2f}M params; mesh {mesh_txt}")
 
     writer = metrics_lib.MetricsWriter(workdir, tensorboard=config.metrics.tensorboard,
                                        wandb_project=config.metrics.wandb_project, is_main=is_main,
                                        config=config.to_dict())
-    loop = _Loop(config, cfg, ckpts, source, writer, compile_seconds)
+    loop = _Loop(config, setup.task, ckpts, source, writer, compile_seconds)
     try:
       with _Preemption() as preemption:
         result = loop.run(compiled, params, opt_state, step, first, setup.put_batch, preemption)
@@ -110,19 +108,19 @@ def train(config, workdir) -> TrainResult:
       writer.close()
       ckpts.close()
     if result.status == "finished" and config.checkpoint.export:
-      save_params(workdir / "export", cfg, loop.final_params)
+      setup.task.export(workdir / "export", loop.final_params)
       _log(is_main, f"exported parameters to {workdir / 'export'}")
   return result
 
 
 class _Loop:
 
-  def __init__(self, config, cfg, ckpts, source, writer, compile_seconds):
-    self.config, self.cfg, self.ckpts, self.source, self.writer = config, cfg, ckpts, source, writer
+  def __init__(self, config, task, ckpts, source, writer, compile_seconds):
+    self.config, self.task, self.ckpts, self.source, self.writer = config, task, ckpts, source, writer
     self.compile_seconds = compile_seconds
     tr = config.train
     self.tokens_per_step = tr.batch_size * tr.seq_len
-    self.flops = flops_lib.training_flops_per_token(cfg, tr.seq_len)
+    self.flops = task.flops_per_token(tr.seq_len)
     self.peak, self.peak_note = (metrics_lib.peak_flops(override_tflops=config.metrics.peak_tflops)
                                  if config.metrics.mfu else (float("nan"), "off"))
     self.losses: dict[int, float] = {}
@@ -189,7 +187,7 @@ class _Loop:
 
   def _save(self, step, params, opt_state):
     self.writer.flush()  # rows of checkpointed steps must survive a crash: they are never re-run
-    meta = dict(step=step, model=self.cfg.to_dict(), config=self.config.to_dict())
+    meta = dict(step=step, **self.task.description(), config=self.config.to_dict())
     self.ckpts.save(step, params, opt_state, self.source.state(step), meta)
 
 
