@@ -22,6 +22,7 @@ from visprior_jax.models import presets
 
 def base(preset: str) -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
+  c.stage = "pretrain"
   c.seed = 42
   c.init_from = ""                      # a parameter export or workdir to start from
   c.model = ml_collections.ConfigDict(presets.get(preset).to_dict())
@@ -38,7 +39,8 @@ def base(preset: str) -> ml_collections.ConfigDict:
                                           verify_checksums=False))
   c.train = ml_collections.ConfigDict(dict(steps=14305, batch_size=1024, seq_len=2048, grad_accum=1,
                                            z_loss=0.0, log_every=50))
-  c.optim = ml_collections.ConfigDict(dict(lr=3e-4, warmup_steps=1024, schedule="cosine", min_lr_ratio=0.1,
+  c.optim = ml_collections.ConfigDict(dict(lr=3e-4, warmup_steps=1024, warmup_ratio=0.0, schedule="cosine",
+                                           min_lr_ratio=0.1,
                                            b1=0.9, b2=0.95, eps=1e-8, weight_decay=0.1, clip_norm=1.0,
                                            trainable=".*"))
   c.checkpoint = ml_collections.ConfigDict(dict(every=1000, keep=3, async_save=True, export=True))

@@ -1,6 +1,8 @@
 """``visprior <command>``: the command-line entry point.
 
   visprior pretrain   --config=configs/pretrain.py:<name> --workdir=DIR [--config.x=y ...]
+  visprior align      --config=configs/align.py:<preset> --workdir=DIR (projector only)
+  visprior sft        --config=configs/sft.py:<preset>[,blind] --workdir=DIR (projector + LLM)
   visprior model-info --config=configs/pretrain.py:<name>
   visprior convert hf-to-native --src=HF_DIR --dst=DIR [--verify]
   visprior convert native-to-hf --src=DIR --dst=HF_DIR [--verify]
@@ -19,7 +21,7 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-COMMANDS = ("pretrain", "model-info", "convert", "data")
+COMMANDS = ("pretrain", "align", "sft", "model-info", "convert", "data")
 DATA_COMMANDS = ("prepare", "train-tokenizer", "label", "label-report")
 FLAGS = flags.FLAGS
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file and argument, e.g. configs/pretrain.py:demo.",
@@ -41,12 +43,16 @@ def _fail(msg: str) -> None:
   sys.exit(2)
 
 
-def _pretrain(_args):
+def _train(args):
+  """pretrain / align / sft: one trainer; the command must match the config's stage."""
   from visprior_jax.train.trainer import TrainingDiverged, train
   from visprior_jax.train.validate import ConfigError
   from visprior_jax.checkpoint.params import CheckpointMismatch
   if not FLAGS.workdir:
     _fail("--workdir is required")
+  stage = _CONFIG.value.get("stage", "pretrain")
+  if stage != args[1]:
+    _fail(f"`visprior {args[1]}` was given a {stage} config; use `visprior {stage}` or configs/{args[1]}.py")
   try:
     result = train(_CONFIG.value, FLAGS.workdir)
   except (ConfigError, CheckpointMismatch) as e:
@@ -128,9 +134,10 @@ def main(argv):
     logging.set_verbosity(logging.WARNING)
   if len(argv) < 2 or argv[1] not in COMMANDS:
     _fail(f"usage: visprior {{{'|'.join(COMMANDS)}}} [flags]; see visprior_jax/cli.py")
-  if argv[1] in ("pretrain", "model-info") and _CONFIG.value is None:
+  if argv[1] in ("pretrain", "align", "sft", "model-info") and _CONFIG.value is None:
     _fail("--config is required, e.g. --config=configs/pretrain.py:demo")
-  {"pretrain": _pretrain, "model-info": _model_info, "convert": _convert, "data": _data}[argv[1]](argv)
+  {"pretrain": _train, "align": _train, "sft": _train, "model-info": _model_info, "convert": _convert,
+   "data": _data}[argv[1]](argv)
 
 
 def run():

@@ -17,7 +17,9 @@ import optax
 
 
 def schedule(cfg, total_steps: int) -> optax.Schedule:
-  warmup = min(cfg.warmup_steps, total_steps)
+  """Linear warm-up (``warmup_steps``, or ``warmup_ratio`` of the run when set) then the decay."""
+  ratio = cfg.get("warmup_ratio", 0.0) if hasattr(cfg, "get") else 0.0
+  warmup = min(int(round(ratio * total_steps)) if ratio else cfg.warmup_steps, total_steps)
   if cfg.schedule == "constant":
     return optax.join_schedules([optax.linear_schedule(0.0, cfg.lr, warmup), optax.constant_schedule(cfg.lr)],
                                 [warmup])

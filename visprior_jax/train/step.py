@@ -73,6 +73,8 @@ def opt_state_shardings(tx: optax.GradientTransformation, abstract_params: Any, 
                         replicated) -> tuple[Any, Any]:
   """(abstract optimizer state, its shardings): moments follow their parameter, the rest replicate."""
   abstract = jax.eval_shape(tx.init, abstract_params)
-  shardings = optax.tree_map_params(tx, lambda _, s: s, abstract, param_shardings,
-                                    transform_non_params=lambda _: replicated)
+  masked = optax.transforms.MaskedNode   # frozen parameters' slots (multi_transform): no state at all
+  shardings = optax.tree_map_params(tx, lambda p, s: p if isinstance(p, masked) else s, abstract, param_shardings,
+                                    transform_non_params=lambda _: replicated,
+                                    is_leaf=lambda x: isinstance(x, masked))
   return abstract, shardings
