@@ -3,7 +3,7 @@ batch 512, one epoch over the captions).
 
   visprior align --config=configs/align.py:llama3_3b --workdir=runs/3b/align \\
       --config.init_llm_from=runs/3b/pretrain --config.init_vision_from=metaclip_b16.npz:img \\
-      --config.data.tokenizer=tokenizer.model --config.train.steps=<captions / 512>
+      --config.data.tokenizer=tokenizer.model
   (list caption files in a Python config: c.data.sources = [{"kind": "captions", "paths": [...],
    "image_root": ...}])
 

@@ -39,14 +39,14 @@ def base(arg: str, stage: str) -> ml_collections.ConfigDict:
       tokens_per_image=tokens, image_token_id=image_token_id, blind=False, workers=0, on_error="skip",
       allow_data_change=False))
   c.data.sources = []        # read_samples specs: {"kind": "captions"|"instructions", "paths": [...], ...}
-  c.train.update(batch_size=512, seq_len=2048, steps=2000, log_every=10)
+  c.train.update(batch_size=512, seq_len=2048, epochs=1.0, log_every=10)   # one epoch (PAPER.md 3.2-3.3)
   c.optim.schedule = "cosine"
   c.optim.min_lr_ratio = 0.0
   c.optim.warmup_steps = 0
   c.optim.weight_decay = 0.0
   c.checkpoint.every = 500
   if tiny:
-    c.train.update(batch_size=8, seq_len=64, steps=20, log_every=5)
+    c.train.update(batch_size=8, seq_len=64, epochs=0.0, steps=20, log_every=5)
     c.checkpoint.every = 10
     c.metrics.mfu = False
   return c

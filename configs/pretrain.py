@@ -37,8 +37,8 @@ def base(preset: str) -> ml_collections.ConfigDict:
                                           block_tokens=0, shuffle_window=64, prefetch=2, workers=0,
                                           allow_mixture_change=False,
                                           verify_checksums=False))
-  c.train = ml_collections.ConfigDict(dict(steps=14305, batch_size=1024, seq_len=2048, grad_accum=1,
-                                           z_loss=0.0, log_every=50))
+  c.train = ml_collections.ConfigDict(dict(steps=14305, epochs=0.0, batch_size=1024, seq_len=2048,
+                                           grad_accum=1, z_loss=0.0, log_every=50))  # epochs > 0 sets steps
   c.optim = ml_collections.ConfigDict(dict(lr=3e-4, warmup_steps=1024, warmup_ratio=0.0, schedule="cosine",
                                            min_lr_ratio=0.1,
                                            b1=0.9, b2=0.95, eps=1e-8, weight_decay=0.1, clip_norm=1.0,

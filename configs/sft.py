@@ -3,7 +3,7 @@
 images withheld, run as a stage before SFT (PAPER.md 3.6).
 
   visprior sft --config=configs/sft.py:llama3_3b --workdir=runs/3b/sft --config.init_from=runs/3b/align \\
-      --config.data.tokenizer=tokenizer.model --config.train.steps=<instructions / 512>
+      --config.data.tokenizer=tokenizer.model
   visprior sft --config=configs/sft.py:llama3_3b,blind --workdir=runs/3b/blind --config.init_from=runs/3b/align
 
 Arg: ``<preset>[,blind]``; preset an LLM preset (default llama3_3b) or ``tiny``.

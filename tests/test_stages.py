@@ -97,6 +97,12 @@ def test_chained_stages(tmp_path, data):
   moments = [x for x in jax.tree.leaves(setup.abstract_opt_state) if getattr(x, "ndim", 0) > 0]
   n_projector = len(jax.tree.leaves(start["projector"]))
   assert len(moments) == 2 * n_projector
+  # Every part is sharded by the same rules table (here data=2 x fsdp=4 on 8 devices).
+  P = jax.sharding.PartitionSpec
+  mlp = setup.param_shardings["vision"]["Transformer"]["encoderblock_0"]["MlpBlock_0"]["Dense_0"]["kernel"]
+  assert mlp.spec == P("fsdp", None) and mlp.mesh.shape["fsdp"] == 4
+  assert setup.param_shardings["projector"]["fc2"]["kernel"].spec == P(None, "fsdp")
+  assert setup.param_shardings["llm"]["blocks"]["mlp"]["w_up"].spec == P(None, "fsdp", None)
 
   blind = _mm_config("sft", "tiny,blind", data, "blind", init_from=str(tmp_path / "align"))
   result = train(blind, tmp_path / "blind")
@@ -128,3 +134,10 @@ def test_stage_configs_carry_the_paper_hyperparameters():
   assert sft.optim.trainable == "(projector|llm)/.*" and not sft.data.blind and blind.data.blind
   assert align.mllm.tokens_per_image == 576 and align.mllm.projector == "mlp2x_gelu"
   assert (align.vision.width, align.vision.patch_size, align.vision.feature_layer) == (768, 16, -2)
+  assert align.train.epochs == sft.train.epochs == 1.0
+
+
+def test_epochs_set_the_number_of_steps(tmp_path, data):
+  c = _mm_config("align", "tiny", data, "align")
+  c.train.update(epochs=2.0, batch_size=8)   # 16 captions -> 2 steps per epoch
+  assert train(c, tmp_path / "run").step == 4

@@ -13,6 +13,7 @@ Reliability contract:
 from __future__ import annotations
 
 import dataclasses
+import math
 import signal
 import threading
 import time
@@ -26,7 +27,7 @@ from visprior_jax.checkpoint.manager import RunCheckpoints
 from visprior_jax.data.source import make_source
 from visprior_jax.train import metrics as metrics_lib
 from visprior_jax.train.setup import build_step
-from visprior_jax.train.validate import check_vocab
+from visprior_jax.train.validate import ConfigError, check_vocab, model_config, validate
 
 
 class TrainingDiverged(RuntimeError):
@@ -63,10 +64,18 @@ class _Preemption:
 
 def train(config, workdir) -> TrainResult:
   workdir = epath.Path(workdir)
-  setup = build_step(config)
-  cfg, tr, is_main = setup.cfg, config.train, jax.process_index() == 0
+  validate(config, jax.device_count())
+  tr, is_main = config.train, jax.process_index() == 0
+  cfg = model_config(config)
   source = make_source(config.data, tr.batch_size, tr.seq_len, config.seed, cfg.vocab_size)
   check_vocab(source.vocab_size, cfg)
+  if tr.get("epochs"):   # steps from a number of passes over a finite dataset (multimodal stages)
+    if not hasattr(source, "samples"):
+      raise ConfigError(f"train.epochs needs a finite dataset; data.kind={config.data.kind} has no epochs")
+    tr.steps = max(1, math.ceil(tr.epochs * len(source.samples) / tr.batch_size))
+    _log(is_main, f"train.epochs={tr.epochs}: {len(source.samples)} samples / batch {tr.batch_size} "
+                  f"-> {tr.steps} steps")
+  setup = build_step(config)
 
   if is_main:
     workdir.mkdir(parents=True, exist_ok=True)
