@@ -63,6 +63,7 @@ from etils import epath
 
 from visprior_jax.data.packing import process_rows
 from visprior_jax.data.sources import ReadStats, _BadFile, _BadRecord, _json_object, _lines, expand_paths
+from visprior_jax.data.workers import StepWorkers, grain_dataset
 
 log = logging.getLogger(__name__)
 
@@ -432,11 +433,11 @@ class MultimodalSource:
     for s in kept:
       h.update(json.dumps([s.id, len(s.images), s.turns]).encode())
     self.digest = h.hexdigest()
-    self._worker_iter = self._worker_next = None
+    self._workers = StepWorkers(self.workers)
     self._perm_cache: dict[int, np.ndarray] = {}
 
   def __getstate__(self):
-    state = {k: v for k, v in self.__dict__.items() if k not in ("_worker_iter", "_worker_next", "_perm_cache")}
+    state = {k: v for k, v in self.__dict__.items() if k not in ("_workers", "_perm_cache")}
     if self._tokenizer_spec is not None:
       state["tokenizer"] = None
     return state
@@ -446,7 +447,7 @@ class MultimodalSource:
     if self.tokenizer is None:
       from visprior_jax.data.tokenizers import load_tokenizer
       self.tokenizer = load_tokenizer(self._tokenizer_spec)
-    self._worker_iter = self._worker_next = None
+    self._workers = StepWorkers(self.workers)
     self._perm_cache = {}
 
   def _perm(self, epoch: int) -> np.ndarray:
@@ -506,21 +507,12 @@ class MultimodalSource:
   def batch(self, step: int, process_index: int = 0, process_count: int = 1) -> dict[str, np.ndarray]:
     if self.workers <= 0:
       return self._compute(step, process_index, process_count)
-    key = (step, process_index, process_count)
-    if self._worker_iter is None or self._worker_next != key:
-      import grain
-      ds = self.as_grain_dataset(process_index, process_count, start_step=step).to_iter_dataset()
-      self._worker_iter = iter(ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=self.workers)))
-    out = next(self._worker_iter)
-    self._worker_next = (step + 1, process_index, process_count)
-    return out
+    return self._workers.batch(self, step, process_index, process_count)
 
   def as_grain_dataset(self, process_index: int = 0, process_count: int = 1, start_step: int = 0,
                        num_steps: int = 2**40):
     """``grain.MapDataset`` whose element ``j`` is ``batch(start_step + j)`` for this process."""
-    import grain
-    return grain.MapDataset.range(start_step, start_step + num_steps).map(
-        _BatchOf(self, process_index, process_count))
+    return grain_dataset(self, process_index, process_count, start_step, num_steps)
 
   # ---- checkpoint state
 
@@ -546,16 +538,6 @@ class MultimodalSource:
       return
     raise ValueError(f"cannot resume: the checkpoint's data state differs from this run: {message}. "
                      f"Set data.allow_data_change=True to resume anyway.")
-
-
-class _BatchOf:
-  """Picklable step -> batch function for grain workers."""
-
-  def __init__(self, source: MultimodalSource, process_index: int, process_count: int):
-    self.source, self.process_index, self.process_count = source, process_index, process_count
-
-  def __call__(self, step):
-    return self.source._compute(int(step), self.process_index, self.process_count)
 
 
 def make_multimodal_source(data_cfg, batch_size: int, seq_len: int, seed: int) -> MultimodalSource:

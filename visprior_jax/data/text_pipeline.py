@@ -63,6 +63,7 @@ from array_record.python import array_record_module
 from visprior_jax.data import mixtures
 from visprior_jax.data.mixtures import Stream
 from visprior_jax.data.packing import pack_rows, process_rows
+from visprior_jax.data.workers import StepWorkers, grain_dataset
 
 
 def _field(obj, name, default=None):
@@ -306,9 +307,9 @@ class MixtureSource:
     self._window_perm = functools.lru_cache(maxsize=4)(self._window_perm_uncached)
     self._pool = concurrent.futures.ThreadPoolExecutor(1) if self.prefetch > 0 else None
     self._futures: dict[tuple, concurrent.futures.Future] = {}
-    self._worker_iter, self._worker_next = None, None
+    self._workers = StepWorkers(self.workers)
 
-  _RUNTIME = ("_epoch", "_block", "_window_perm", "_pool", "_futures", "_worker_iter", "_worker_next")
+  _RUNTIME = ("_epoch", "_block", "_window_perm", "_pool", "_futures", "_workers")
 
   def __getstate__(self):  # for grain worker processes: caches, threads and iterators are rebuilt there
     return {k: v for k, v in self.__dict__.items() if k not in self._RUNTIME}
@@ -427,7 +428,7 @@ class MixtureSource:
 
   def batch(self, step: int, process_index: int = 0, process_count: int = 1) -> dict[str, np.ndarray]:
     if self.workers > 0:
-      return self._from_workers(step, process_index, process_count)
+      return self._workers.batch(self, step, process_index, process_count)
     if self._pool is None:
       return self._compute(step, process_index, process_count)
     key = (step, process_index, process_count)
@@ -439,23 +440,10 @@ class MixtureSource:
         self._futures[(s, *key[1:])] = self._pool.submit(self._compute, s, process_index, process_count)
     return future.result() if future is not None else self._compute(step, process_index, process_count)
 
-  def _from_workers(self, step: int, process_index: int, process_count: int) -> dict[str, np.ndarray]:
-    """Batches from ``workers`` grain worker processes, read in order from ``step`` on; a jump
-    (resume, another process split) restarts the iterator at the requested step."""
-    if self._worker_iter is None or self._worker_next != (step, process_index, process_count):
-      import grain
-      ds = self.as_grain_dataset(process_index, process_count, start_step=step).to_iter_dataset()
-      self._worker_iter = iter(ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=self.workers)))
-    batch = next(self._worker_iter)
-    self._worker_next = (step + 1, process_index, process_count)
-    return batch
-
   def as_grain_dataset(self, process_index: int = 0, process_count: int = 1, start_step: int = 0,
                        num_steps: int = 2**40):
     """``grain.MapDataset`` whose element ``j`` is ``batch(start_step + j)`` for this process."""
-    import grain
-    return grain.MapDataset.range(start_step, start_step + num_steps).map(
-        _BatchOf(self, process_index, process_count))
+    return grain_dataset(self, process_index, process_count, start_step, num_steps)
 
   # ---- checkpoint state ------------------------------------------------------------------
 
@@ -496,16 +484,6 @@ class MixtureSource:
     raise ValueError(f"cannot resume: the checkpoint's data state differs from this run: {message}. "
                      f"Set data.allow_mixture_change=True to resume anyway (batches from the resumed step on "
                      f"follow the new settings).")
-
-
-class _BatchOf:
-  """Picklable step -> batch function for grain (the source's caches are rebuilt in workers)."""
-
-  def __init__(self, source: MixtureSource, process_index: int, process_count: int):
-    self.source, self.process_index, self.process_count = source, process_index, process_count
-
-  def __call__(self, step):
-    return self.source._compute(int(step), self.process_index, self.process_count)
 
 
 def _cfg(data_cfg, name, default=None):
