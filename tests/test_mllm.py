@@ -68,3 +68,26 @@ def test_gradients_reach_the_projector_but_not_the_frozen_features():
   g_params, g_feats = jax.grad(loss, argnums=(0, 1))(params, feats)
   assert float(jnp.abs(g_params["projector"]["fc1"]["kernel"][...]).max()) > 0
   assert float(jnp.abs(g_feats).max()) == 0.0
+
+
+def test_several_images_per_sample_fill_their_runs_in_order():
+  """Two images of 4 tokens: the first run of placeholders gets image 0, the second image 1."""
+  from visprior_jax.models import vit
+  from visprior_jax.train.tasks import MultimodalModel
+  vcfg = vit.ViTConfig(width=24, depth=1, mlp_dim=32, num_heads=2, patch_size=8, image_size=16, pool_type="none")
+  task = MultimodalModel(_cfg(), vcfg)
+  params = task.init_params(0)
+  images = jax.random.uniform(jax.random.key(2), (1, 2, 16, 16, 3))
+  feats = task.image_features(params["vision"], images)
+  assert feats.shape == (1, 2, 4, 24)
+  np.testing.assert_allclose(feats[0, 1], vit.features(vcfg, params["vision"], images[:, 1], num_tokens=4)[0],
+                             atol=1e-6)
+  tokens = jnp.array([[1, IMG, IMG, IMG, IMG, 7, 8, IMG, IMG, IMG, IMG, 9]])
+  batch = dict(inputs=tokens, images=images, positions=jnp.arange(12)[None], segment_ids=jnp.ones((1, 12), jnp.int32))
+  logits = task.logits(params, batch)
+  swapped = task.logits(params, dict(batch, images=images[:, ::-1]))
+  assert not np.allclose(logits[0, 5], swapped[0, 5])   # order matters: image 0 feeds the first run
+  flat = feats.reshape(1, 8, 24)   # what the model projects: image 0's tokens, then image 1's
+  merged = merge_image_features(jnp.zeros((1, 12, 24)), tokens, flat, IMG)
+  np.testing.assert_array_equal(merged[0, 1:5], feats[0, 0])
+  np.testing.assert_array_equal(merged[0, 7:11], feats[0, 1])
