@@ -298,3 +298,45 @@ def test_preprocess_matches_hf_image_processors():
     for family, proc in procs.items():
       want = np.asarray(proc(img, return_tensors="np")["pixel_values"][0]).transpose(1, 2, 0)
       np.testing.assert_allclose(mm.preprocess(img, family, 224), want, atol=1e-5, err_msg=f"{family} {shape}")
+
+
+def test_label_instructions_command_writes_labels_and_removal_variants(tmp_path):
+  """`visprior data label-instructions` end to end against a local VLM endpoint."""
+  import subprocess
+  import sys
+  from conftest import REPO, subprocess_env
+  (tmp_path / "img").mkdir()
+  _png(tmp_path / "img" / "a.png")
+  entries = [{"id": f"p{i}", "image": "a.png", "conversations": [
+      {"from": "human", "value": "<image>\nwhat colour is it"}, {"from": "gpt", "value": "red"}]} for i in range(4)]
+  entries += [{"id": "r0", "image": "a.png", "conversations": [
+      {"from": "human", "value": "<image>\nwhy does it float"}, {"from": "gpt", "value": "air"}]},
+      {"id": "t0", "conversations": [{"from": "human", "value": "hi"}, {"from": "gpt", "value": "hello"}]}]
+  (tmp_path / "sft.json").write_text(json.dumps(entries))
+  cfg = tmp_path / "cfg.py"
+  _Handler.seen = []
+  server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+  thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+  thread.start()
+  try:
+    cfg.write_text(
+        "import sys\nsys.path.insert(0, %r)\nimport instruction_label_endpoint as e\n"
+        "def get_config():\n  c = e.get_config()\n  c.base_url = 'http://127.0.0.1:%d/v1'\n  c.max_retries = 0\n"
+        "  return c\n" % (f"{REPO}/configs/data", server.server_address[1]))
+    visprior = [sys.executable, "-m", "visprior_jax.cli"]
+    out = subprocess.run(visprior + ["data", "label-instructions", f"--config={cfg}", f"--src={tmp_path / 'sft.json'}",
+                                     f"--image_root={tmp_path / 'img'}", f"--out={tmp_path / 'labels.jsonl'}",
+                                     "--ablate=perception", f"--dst={tmp_path / 'variants'}"],
+                         cwd=REPO, env=subprocess_env(), capture_output=True, text=True, timeout=120)
+  finally:
+    server.shutdown()
+    server.server_close()
+    thread.join(5)
+  assert out.returncode == 0, out.stderr[-2000:]
+  labels = [json.loads(line) for line in (tmp_path / "labels.jsonl").read_text().splitlines()]
+  assert sorted((r["id"], r["label"]) for r in labels) == [("p0", "perception"), ("p1", "perception"),
+                                                            ("p2", "perception"), ("p3", "perception"),
+                                                            ("r0", "reasoning")]
+  sizes = {keep: len(json.loads((tmp_path / "variants" / f"sft.perception_keep{keep}.json").read_text()))
+           for keep in (100, 50, 0)}
+  assert sizes == {100: 6, 50: 4, 0: 2}   # the reasoning and text-only entries are always kept

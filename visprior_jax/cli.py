@@ -10,6 +10,8 @@
   visprior data train-tokenizer --config=configs/data/<name>.py
   visprior data label           --config=configs/data/label_endpoint.py[:lexical] --prepared=DIR [--sources=a,b]
   visprior data label-report    --prepared=DIR [--sources=a,b] [--out=FILE.json]
+  visprior data label-instructions --config=configs/data/instruction_label_endpoint.py --src=FILE
+                                --image_root=DIR --out=FILE.jsonl [--ablate=perception --dst=DIR]
 
 Configuration errors print one line (``error: ...``) and exit with status 2.
 """
@@ -22,7 +24,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 COMMANDS = ("pretrain", "align", "sft", "model-info", "convert", "data")
-DATA_COMMANDS = ("prepare", "train-tokenizer", "label", "label-report")
+DATA_COMMANDS = ("prepare", "train-tokenizer", "label", "label-report", "label-instructions")
 FLAGS = flags.FLAGS
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file and argument, e.g. configs/pretrain.py:demo.",
                                           lock_config=True)
@@ -36,6 +38,9 @@ flags.DEFINE_string("out", None, "data label-report: also write the rates as JSO
 flags.DEFINE_string("tokenizer", None, "data label: the tokenizer the shards were prepared with "
                     "(default: the one named in the shards' manifest).")
 flags.DEFINE_integer("limit", None, "data label: label at most this many segments per source.")
+flags.DEFINE_string("image_root", "", "data label-instructions: folder the instructions' image paths are under.")
+flags.DEFINE_string("ablate", None, "data label-instructions: write the 100/50/0% removal variants of this "
+                    "category (perception | reasoning | others) under --dst.")
 
 
 def _fail(msg: str) -> None:
@@ -103,12 +108,17 @@ def _data(args):
   if sub not in DATA_COMMANDS:
     _fail(f"usage: visprior data {{{'|'.join(DATA_COMMANDS)}}} [flags]")
   try:
-    if sub in ("prepare", "train-tokenizer", "label") and _CONFIG.value is None:
+    if sub in ("prepare", "train-tokenizer", "label", "label-instructions") and _CONFIG.value is None:
       _fail(f"--config is required for data {sub}")
     if sub == "prepare":
       commands.prepare_command(_CONFIG.value)
     elif sub == "train-tokenizer":
       print(commands.train_tokenizer_command(_CONFIG.value))
+    elif sub == "label-instructions":
+      if not (FLAGS.src and FLAGS.out):
+        _fail("--src (instructions) and --out (labels .jsonl) are required")
+      commands.label_instructions_command(_CONFIG.value, FLAGS.src, FLAGS.image_root, FLAGS.out, FLAGS.ablate,
+                                          FLAGS.dst)
     elif sub == "label":
       if not FLAGS.prepared:
         _fail("--prepared is required")

@@ -86,3 +86,34 @@ def label_report_command(prepared_dir, sources=None, out=None):
                              for d in os.listdir(prepared_dir)):
     raise FileNotFoundError(f"no {labels.LABELS_FILE} under {prepared_dir}; run `visprior data label` first")
   return labels.label_report_command(prepared_dir, sources, output=out)
+
+
+def label_instructions_command(cfg, src, image_root, out, ablate=None, dst=None):
+  """Labels the image instructions of ``src`` (LLaVA JSON/JSONL); with ``ablate``, writes the
+  100/50/0% removal variants of that category as instruction files under ``dst``."""
+  import collections
+  import json
+
+  from visprior_jax.data import instruction_labels, multimodal
+  cfg = dict(cfg.to_dict() if hasattr(cfg, "to_dict") else cfg)
+  if not cfg.get("cache_path"):
+    cfg["cache_path"] = os.path.splitext(out)[0] + ".cache.sqlite"
+  samples = list(multimodal.read_samples({"kind": "instructions", "paths": [src], "image_root": image_root}))
+  labels = instruction_labels.label_instructions(samples, cfg, out)
+  print(f"{len(labels)} image instructions labelled: {dict(collections.Counter(labels.values()))} -> {out}")
+  if not ablate:
+    return labels
+  if not dst:
+    raise ValueError("--ablate needs --dst (where the variants go)")
+  with open(src) as f:
+    text = f.read()
+  entries = json.loads(text) if text.lstrip().startswith("[") else [json.loads(l) for l in text.splitlines() if l.strip()]
+  by_id = {str(e.get("id")): e for e in entries}
+  os.makedirs(dst, exist_ok=True)
+  stem = os.path.splitext(os.path.basename(src))[0]
+  for keep, kept in instruction_labels.removal_variants(samples, labels, ablate).items():
+    path = os.path.join(dst, f"{stem}.{ablate}_keep{round(100 * keep)}.json")
+    with open(path, "w") as f:
+      json.dump([by_id[s.id] for s in kept if s.id in by_id], f)
+    print(f"{ablate} kept {100 * keep:.0f}%: {len(kept)} instructions -> {path}")
+  return labels
