@@ -8,7 +8,7 @@ in ``llama.py``'s docstring). NNX modules are rebuilt from them inside traced fu
 from __future__ import annotations
 
 from visprior_jax.models import pure
-from visprior_jax.models.llama import Llama, LlamaConfig
+from visprior_jax.models.llama import KVCache, Llama, LlamaConfig
 
 Params = pure.Params
 
@@ -32,3 +32,13 @@ def bind(cfg: LlamaConfig, params: Params) -> Llama:
 def apply(cfg: LlamaConfig, params: Params, tokens, positions=None, segment_ids=None):
   """logits (B,T,V) float32 for int tokens (B,T)."""
   return bind(cfg, params)(tokens, positions, segment_ids)
+
+
+def prefill(cfg: LlamaConfig, params: Params, inputs, positions, valid, cache: KVCache):
+  """(logits (B,V) at the last slot, cache) for a left-padded prompt; see ``Llama.prefill``."""
+  return bind(cfg, params).prefill(inputs, positions, valid, cache)
+
+
+def decode_step(cfg: LlamaConfig, params: Params, tokens, positions, cache: KVCache):
+  """(logits (B,V), cache) for one new token per row (B,1); see ``Llama.decode_step``."""
+  return bind(cfg, params).decode_step(tokens, positions, cache)

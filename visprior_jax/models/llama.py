@@ -22,13 +22,19 @@ Block parameters are always stacked along a leading ``layers`` axis, so a checkp
 whether the layers run under ``jax.lax.scan`` (``scan_layers=True``: one compiled layer, fast
 compiles) or unrolled. RoPE uses the rotate-half convention of HF transformers, so HF weights map
 onto these by reshapes only (no permutation).
+
+Decoding: :class:`KVCache` holds every layer's keys and values, stacked on a leading ``layers`` axis
+like the block parameters. Rows are left-padded, so all rows write the same cache slot at each step
+(``index``) and ``valid`` masks the padding keys; positions count from each row's first real token.
+``prefill`` fills the cache from a prompt, ``decode_step`` appends one token; both attend with
+einsums and a masked float32 softmax over the whole cache (the ``xla`` path).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 from jax.ad_checkpoint import checkpoint_name
@@ -158,6 +164,27 @@ class Attention(nnx.Module):
     out = name(constrain(out, ("act_batch", "act_length", "act_heads", "act_head_dim")), "attn_context")
     return name(jnp.einsum("bthk,hkd->btd", out, self.wo[...].astype(dt)), "attn_out")
 
+  def decode(self, x, positions, inv_freq, k_cache, v_cache, mask, index):
+    """Writes this chunk's k/v at cache slots [index, index+T) and attends over the whole cache;
+    ``mask`` (B,T,S) says which cache slots each query sees. Returns (out, k_cache, v_cache)."""
+    cfg, dt = self.cfg, jnp.dtype(self.cfg.dtype)
+    q = jnp.einsum("btd,dhk->bthk", x, self.wq[...].astype(dt))
+    k = jnp.einsum("btd,dhk->bthk", x, self.wk[...].astype(dt))
+    v = jnp.einsum("btd,dhk->bthk", x, self.wv[...].astype(dt))
+    q, k = apply_rope(q, positions, inv_freq), apply_rope(k, positions, inv_freq)
+    k_cache = jax.lax.dynamic_update_slice(k_cache, k.astype(k_cache.dtype), (0, index, 0, 0))
+    v_cache = jax.lax.dynamic_update_slice(v_cache, v.astype(v_cache.dtype), (0, index, 0, 0))
+    k_cache = constrain(k_cache, ("act_batch", "act_length", "act_kv_heads", "act_head_dim"))
+    v_cache = constrain(v_cache, ("act_batch", "act_length", "act_kv_heads", "act_head_dim"))
+    b, t, h, d = q.shape
+    kv_heads = k_cache.shape[2]
+    q = q.reshape(b, t, kv_heads, h // kv_heads, d)
+    scores = jnp.einsum("btkgd,bskd->bkgts", q, k_cache, preferred_element_type=jnp.float32)
+    scores = jnp.where(mask[:, None, None], scores * cfg.head_dim ** -0.5, jnp.finfo(jnp.float32).min)
+    probs = jax.nn.softmax(scores, axis=-1).astype(v_cache.dtype)
+    out = jnp.einsum("bkgts,bskd->btkgd", probs, v_cache).reshape(b, t, h, d)
+    return jnp.einsum("bthk,hkd->btd", out, self.wo[...].astype(dt)), k_cache, v_cache
+
 
 class MLP(nnx.Module):
   def __init__(self, cfg: LlamaConfig, rngs: nnx.Rngs):
@@ -186,6 +213,31 @@ class Block(nnx.Module):
     x = x + self.attn(self.attn_norm(x), positions, segment_ids, inv_freq)
     x = x + self.mlp(self.mlp_norm(x))
     return constrain(x, ("act_batch", "act_length", "act_embed"))
+
+  def decode(self, x, positions, inv_freq, k_cache, v_cache, mask, index):
+    attn, k_cache, v_cache = self.attn.decode(self.attn_norm(x), positions, inv_freq, k_cache, v_cache,
+                                              mask, index)
+    x = x + attn
+    x = x + self.mlp(self.mlp_norm(x))
+    return constrain(x, ("act_batch", "act_length", "act_embed")), k_cache, v_cache
+
+
+class KVCache(NamedTuple):
+  """Decoding state: ``k, v`` (layers, B, max_len, kv_heads, head_dim) in the compute dtype,
+  ``valid`` (B, max_len) the filled non-padding slots, ``index`` () the next slot to write (shared
+  by all rows: prompts are left-padded), ``lengths`` (B,) the real tokens held per row."""
+  k: jax.Array
+  v: jax.Array
+  valid: jax.Array
+  index: jax.Array
+  lengths: jax.Array
+
+
+def init_cache(cfg: LlamaConfig, batch: int, max_len: int) -> KVCache:
+  shape = (cfg.num_layers, batch, max_len, cfg.num_kv_heads, cfg.head_dim)
+  zeros = jnp.zeros(shape, jnp.dtype(cfg.dtype))
+  return KVCache(zeros, zeros, jnp.zeros((batch, max_len), bool), jnp.zeros((), jnp.int32),
+                 jnp.zeros((batch,), jnp.int32))
 
 
 def remat_policy(name: str):
@@ -235,12 +287,14 @@ class Llama(nnx.Module):
   def from_embeddings(self, x, positions=None, segment_ids=None):
     """Input embeddings (B,T,D) -> logits (B,T,V): the decoder after the token lookup (the
     multimodal model enters here with image features merged into the embeddings)."""
-    cfg, dt = self.cfg, jnp.dtype(self.cfg.dtype)
     if positions is None:
       positions = jnp.broadcast_to(jnp.arange(x.shape[1]), x.shape[:2])
     if segment_ids is None:
       segment_ids = jnp.ones(x.shape[:2], jnp.int32)
-    x = self._run_blocks(x, positions, segment_ids)
+    return self._logits(self._run_blocks(x, positions, segment_ids))
+
+  def _logits(self, x):
+    cfg, dt = self.cfg, jnp.dtype(self.cfg.dtype)
     x = self.final_norm(x)
     head = self.embed.embedding[...].T if cfg.tie_embeddings else self.lm_head.kernel[...]
     logits = jnp.einsum("btd,dv->btv", x, head.astype(dt), preferred_element_type=jnp.float32)
@@ -266,3 +320,42 @@ class Llama(nnx.Module):
     for i in range(cfg.num_layers):
       x = layer(x, jax.tree.map(lambda a: a[i], stacked))
     return x
+
+  def prefill(self, inputs, positions, valid, cache: KVCache):
+    """Runs a left-padded prompt chunk into the cache. ``inputs`` are token ids (B,T) or input
+    embeddings (B,T,D); ``positions`` (B,T) count from each row's first real token; ``valid`` (B,T)
+    is False on padding (an attention mask). Returns (logits (B,V) at the chunk's last slot, cache)."""
+    x = self.embed_tokens(inputs) if inputs.ndim == 2 else inputs.astype(jnp.dtype(self.cfg.dtype))
+    return self._decode(x, positions, valid.astype(bool), cache)
+
+  def decode_step(self, tokens, positions, cache: KVCache):
+    """One new token per row: tokens, positions (B,1) -> (logits (B,V), cache)."""
+    return self._decode(self.embed_tokens(tokens), positions, jnp.ones(tokens.shape, bool), cache)
+
+  def _decode(self, x, positions, valid, cache: KVCache):
+    cfg, t = self.cfg, x.shape[1]
+    inv_freq = rope_inverse_frequencies(cfg.head_dim, cfg.rope_theta, cfg.rope_scaling)
+    kv_valid = jax.lax.dynamic_update_slice(cache.valid, valid, (0, cache.index))
+    slots = jnp.arange(kv_valid.shape[1])
+    causal = slots[None, :] <= cache.index + jnp.arange(t)[:, None]          # (T,S)
+    mask = causal[None] & kv_valid[:, None, :]                              # (B,T,S)
+    graphdef, stacked = nnx.split(self.blocks)
+
+    def layer(x, params, k, v):
+      return nnx.merge(graphdef, params).decode(x, positions, inv_freq, k, v, mask, cache.index)
+
+    if cfg.scan_layers:
+      def body(x, layer_in):
+        x, k, v = layer(x, *layer_in)
+        return x, (k, v)
+      x, (ks, vs) = jax.lax.scan(body, x, (stacked, cache.k, cache.v))
+    else:
+      ks, vs = [], []
+      for i in range(cfg.num_layers):
+        x, k, v = layer(x, jax.tree.map(lambda a: a[i], stacked), cache.k[i], cache.v[i])
+        ks.append(k)
+        vs.append(v)
+      ks, vs = jnp.stack(ks), jnp.stack(vs)
+    logits = self._logits(x[:, -1:])[:, 0]
+    cache = KVCache(ks, vs, kv_valid, cache.index + t, cache.lengths + valid.sum(axis=1, dtype=jnp.int32))
+    return logits, cache

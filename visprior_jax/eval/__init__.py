@@ -1,0 +1,1 @@
+"""Evaluation: generation with a KV cache, benchmarks, judges."""
