@@ -62,6 +62,7 @@ import numpy as np
 from etils import epath
 
 from visprior_jax.data.packing import process_rows
+from visprior_jax.data.source import refuse_state_changes
 from visprior_jax.data.sources import ReadStats, _BadFile, _BadRecord, _json_object, _lines, expand_paths
 from visprior_jax.data.workers import StepWorkers, grain_dataset
 
@@ -530,14 +531,7 @@ class MultimodalSource:
     changes = [f"{k} {state.get(k)!r} -> {v!r}" for k, v in mine.items() if state.get(k) != v]
     if state.get("kind") != "multimodal":
       changes.insert(0, f"data kind {state.get('kind')!r} -> 'multimodal'")
-    if not changes:
-      return
-    message = "; ".join(changes)
-    if self.allow_data_change:
-      log.warning("resuming with changed data (allowed by data.allow_data_change): %s", message)
-      return
-    raise ValueError(f"cannot resume: the checkpoint's data state differs from this run: {message}. "
-                     f"Set data.allow_data_change=True to resume anyway.")
+    refuse_state_changes(changes, self.allow_data_change, "data.allow_data_change")
 
 
 def make_multimodal_source(data_cfg, batch_size: int, seq_len: int, seed: int) -> MultimodalSource:

@@ -11,6 +11,8 @@ Every source has ``vocab_size``, ``batch(step, process_index, process_count)``, 
 
 from __future__ import annotations
 
+import logging
+
 
 def make_source(data_cfg, batch_size: int, seq_len: int, seed: int, model_vocab: int):
   kind = data_cfg.kind
@@ -26,3 +28,16 @@ def make_source(data_cfg, batch_size: int, seq_len: int, seed: int, model_vocab:
   if kind == "text_bytes":
     return TextBytes(batch_size, seq_len, seed, data_cfg.get("path", ""))
   raise ValueError(f"data.kind={kind!r} is not one of mixture, multimodal, markov, text_bytes")
+
+
+def refuse_state_changes(changes: list[str], allowed: bool, flag: str, note: str = "") -> None:
+  """A source's ``check_state`` verdict: nothing changed; changed but allowed by ``flag`` (warn);
+  or a one-line refusal naming every change and the flag that would allow it."""
+  if not changes:
+    return
+  message = "; ".join(changes)
+  if allowed:
+    logging.warning("resuming with changed data (allowed by %s): %s", flag, message)
+    return
+  raise ValueError(f"cannot resume: the checkpoint's data state differs from this run: {message}. "
+                   f"Set {flag}=True to resume anyway{note}.")

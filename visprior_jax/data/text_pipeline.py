@@ -63,6 +63,7 @@ from array_record.python import array_record_module
 from visprior_jax.data import mixtures
 from visprior_jax.data.mixtures import Stream
 from visprior_jax.data.packing import pack_rows, process_rows
+from visprior_jax.data.source import refuse_state_changes
 from visprior_jax.data.workers import StepWorkers, grain_dataset
 
 
@@ -475,15 +476,8 @@ class MixtureSource:
         if (a.get("spans"), a.get("tokens"), a.get("data_sha256")) != (b["spans"], b["tokens"], b["data_sha256"]):
           changes.append(f"prepared data of stream {b['stream']} ({a.get('spans')} spans, {a.get('tokens')} tokens "
                          f"-> {b['spans']} spans, {b['tokens']} tokens, or its checksums)")
-    if not changes:
-      return
-    message = "; ".join(changes)
-    if self.allow_mixture_change:
-      logging.warning("resuming with changed data (allowed by data.allow_mixture_change): %s", message)
-      return
-    raise ValueError(f"cannot resume: the checkpoint's data state differs from this run: {message}. "
-                     f"Set data.allow_mixture_change=True to resume anyway (batches from the resumed step on "
-                     f"follow the new settings).")
+    refuse_state_changes(changes, self.allow_mixture_change, "data.allow_mixture_change",
+                         " (batches from the resumed step on follow the new settings)")
 
 
 def _cfg(data_cfg, name, default=None):
