@@ -9,6 +9,12 @@ the prompt is not repeated and the stop token that ended a row is **not** includ
 ``cfg`` is a ``LlamaConfig`` with Llama params, or an ``MLLMConfig`` with multimodal params; then
 ``image_features`` (B, images, tokens_per_image, vision_dim) fill the prompts' ``<image>`` slots
 (prompt ids equal to ``image_token_id``) exactly as in training.
+
+Sharded like training: pass ``rules`` (a ``parallel.rules.Rules`` on the mesh the params were
+placed with, e.g. by :func:`shard_params`); the batch and the KV cache are split over the batch
+axes (``act_batch``: data, fsdp), heads over ``tensor``, through the same logical-axis table as
+training. Rows are padded with a copy of the first prompt up to a multiple of the data-parallel
+size (their outputs are dropped).
 """
 
 from __future__ import annotations
@@ -20,10 +26,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from visprior_jax.models import axes
 from visprior_jax.models import functional as llama_fn
 from visprior_jax.models import mllm as mllm_lib
 from visprior_jax.models import pure
-from visprior_jax.models.llama import init_cache
+from visprior_jax.models.llama import KVCache, init_cache
 
 
 def left_pad(prompts: Sequence[Sequence[int]], pad_id: int = 0):
@@ -70,13 +77,27 @@ def _prefill(cfg, params, tokens, valid, positions, cache, image_features):
   return model.prefill(tokens, positions, valid, cache), model
 
 
-@functools.partial(jax.jit, static_argnums=(0, 6, 7, 8, 9))
+def _constrain_cache(cache: KVCache) -> KVCache:
+  kv = ("layers", "act_batch", None, "act_kv_heads", None)
+  return KVCache(axes.constrain(cache.k, kv), axes.constrain(cache.v, kv),
+                 axes.constrain(cache.valid, ("act_batch", None)), cache.index,
+                 axes.constrain(cache.lengths, ("act_batch",)))
+
+
+@functools.partial(jax.jit, static_argnums=(0, 6, 7, 8, 9, 11))
 def _generate(cfg, params, tokens, valid, positions, image_features, max_new_tokens: int,
-              stop_tokens: tuple, temperature: float, top_p: float, key):
+              stop_tokens: tuple, temperature: float, top_p: float, key, rules=None):
+  with axes.use_resolver(rules.activation_resolver() if rules is not None else None):
+    return _generate_body(cfg, params, tokens, valid, positions, image_features, max_new_tokens,
+                          stop_tokens, temperature, top_p, key)
+
+
+def _generate_body(cfg, params, tokens, valid, positions, image_features, max_new_tokens, stop_tokens,
+                   temperature, top_p, key):
   llm_cfg = cfg.llm if isinstance(cfg, mllm_lib.MLLMConfig) else cfg
   batch, width = tokens.shape
   # the body also decodes after its last token (its logits unused), filling the final slot
-  cache = init_cache(llm_cfg, batch, width + max_new_tokens)
+  cache = _constrain_cache(init_cache(llm_cfg, batch, width + max_new_tokens))
   (logits, cache), model = _prefill(cfg, params, tokens, valid, positions, cache, image_features)
   stops = jnp.asarray(stop_tokens if stop_tokens else (-1,), jnp.int32)
   state = dict(step=jnp.zeros((), jnp.int32), logits=logits, cache=cache, key=key,
@@ -93,6 +114,7 @@ def _generate(cfg, params, tokens, valid, positions, image_features, max_new_tok
     out = s["out"].at[:, s["step"]].set(jnp.where(s["done"], 0, token))
     length = s["length"] + (~s["done"] & ~stopped)
     logits, cache = model.decode_step(token[:, None], s["position"][:, None], s["cache"])
+    cache = _constrain_cache(cache)
     return dict(step=s["step"] + 1, logits=logits, cache=cache, key=key, position=s["position"] + 1,
                 done=s["done"] | stopped, out=out, length=length)
 
@@ -100,9 +122,15 @@ def _generate(cfg, params, tokens, valid, positions, image_features, max_new_tok
   return state["out"], state["length"]
 
 
+def shard_params(params, logical_axes, rules):
+  """Places a params tree on ``rules.mesh`` by the training rules (``logical_axes``: the task's)."""
+  from visprior_jax.parallel.rules import param_shardings
+  return jax.device_put(params, param_shardings(rules, params, logical_axes))
+
+
 def generate(cfg, params, prompts: Sequence[Sequence[int]], max_new_tokens: int, *,
              stop_tokens: Sequence[int] = (), temperature: float = 0.0, top_p: float = 1.0,
-             seed: int = 0, pad_id: int = 0, image_features=None) -> list[list[int]]:
+             seed: int = 0, pad_id: int = 0, image_features=None, rules=None) -> list[list[int]]:
   """Generated ids per prompt (without the prompt and without the stop token); see the module doc."""
   if temperature < 0 or not 0 < top_p <= 1:
     raise ValueError(f"need temperature >= 0 and 0 < top_p <= 1, got {temperature}, {top_p}")
@@ -110,9 +138,22 @@ def generate(cfg, params, prompts: Sequence[Sequence[int]], max_new_tokens: int,
     raise ValueError("image_features need an MLLMConfig")
   if max_new_tokens <= 0:
     return [[] for _ in prompts]
+  n = len(prompts)
+  if rules is not None:
+    extra = -n % rules.data_parallel_size()
+    prompts = list(prompts) + [prompts[0]] * extra
+    if image_features is not None and extra:
+      image_features = np.concatenate([image_features, np.repeat(image_features[:1], extra, 0)])
   tokens, valid, positions = left_pad(prompts, pad_id)
-  out, length = _generate(cfg, params, tokens, valid, positions, image_features, int(max_new_tokens),
-                          tuple(int(t) for t in stop_tokens), float(temperature), float(top_p),
-                          jax.random.PRNGKey(seed))
-  out, length = np.asarray(out), np.asarray(length)
-  return [out[row, :length[row]].tolist() for row in range(len(prompts))]
+  args = (tokens, valid, positions, image_features)
+  if rules is not None:
+    args = tuple(None if a is None else jax.device_put(a, rules.batch_sharding(np.ndim(a))) for a in args)
+  call = functools.partial(_generate, cfg, params, *args, int(max_new_tokens), tuple(int(t) for t in stop_tokens),
+                           float(temperature), float(top_p), jax.random.PRNGKey(seed), rules)
+  if rules is not None:
+    with jax.set_mesh(rules.mesh):
+      out, length = call()
+  else:
+    out, length = call()
+  out, length = np.asarray(out)[:n], np.asarray(length)[:n]
+  return [out[row, :length[row]].tolist() for row in range(n)]
