@@ -6,6 +6,7 @@
   visprior model-info --config=configs/pretrain.py:<name>
   visprior convert hf-to-native --src=HF_DIR --dst=DIR [--verify]
   visprior convert native-to-hf --src=DIR --dst=HF_DIR [--verify]
+  visprior eval lm|vqa|judge|alignment|all --config=configs/eval.py --config.checkpoint=DIR [--config.x=y ...]
   visprior data prepare         --config=configs/data/<name>.py
   visprior data train-tokenizer --config=configs/data/<name>.py
   visprior data label           --config=configs/data/label_endpoint.py[:lexical] --prepared=DIR [--sources=a,b]
@@ -23,7 +24,7 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-COMMANDS = ("pretrain", "align", "sft", "model-info", "convert", "data")
+COMMANDS = ("pretrain", "align", "sft", "model-info", "convert", "eval", "data")
 DATA_COMMANDS = ("prepare", "train-tokenizer", "label", "label-report", "label-instructions")
 FLAGS = flags.FLAGS
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file and argument, e.g. configs/pretrain.py:demo.",
@@ -131,6 +132,20 @@ def _data(args):
     _fail(str(e))
 
 
+def _eval(args):
+  from visprior_jax.checkpoint.params import CheckpointMismatch
+  from visprior_jax.eval import commands
+  sub = args[2] if len(args) > 2 else ""
+  if sub not in commands.SUITES:
+    _fail(f"usage: visprior eval {{{'|'.join(commands.SUITES)}}} --config=configs/eval.py --config.checkpoint=DIR")
+  if _CONFIG.value is None:
+    _fail("--config is required, e.g. --config=configs/eval.py --config.checkpoint=runs/x/sft")
+  try:
+    commands.run(_CONFIG.value, sub)
+  except (ValueError, FileNotFoundError, CheckpointMismatch) as e:
+    _fail(str(e))
+
+
 def _sparkline(values, width: int = 40) -> str:
   bars = "▁▂▃▄▅▆▇█"
   step = max(1, len(values) // width)
@@ -147,7 +162,7 @@ def main(argv):
   if argv[1] in ("pretrain", "align", "sft", "model-info") and _CONFIG.value is None:
     _fail("--config is required, e.g. --config=configs/pretrain.py:demo")
   {"pretrain": _train, "align": _train, "sft": _train, "model-info": _model_info, "convert": _convert,
-   "data": _data}[argv[1]](argv)
+   "eval": _eval, "data": _data}[argv[1]](argv)
 
 
 def run():

@@ -372,6 +372,17 @@ def encode_chat(tokenizer, sample: Sample, *, tokens_per_image: int, image_token
               image_starts=np.asarray(starts, np.int64))
 
 
+def encode_prompt(tokenizer, text: str, *, n_images: int, tokens_per_image: int, image_token_id: int,
+                  template: ChatTemplate = ChatTemplate()) -> list[int]:
+  """A generation prompt in the training chat template: one user turn (``n_images`` image tags, each
+  followed by a newline, then ``text``: the image first, as Cambrian prompts) and the assistant
+  prefix, where the model continues."""
+  sample = Sample(id="prompt", turns=(("user", (IMAGE_TAG + "\n") * n_images + text),))
+  ids = encode_chat(tokenizer, sample, tokens_per_image=tokens_per_image, image_token_id=image_token_id,
+                    template=template)["ids"].tolist()
+  return ids + tokenizer.encode(template.assistant_prefix)
+
+
 # ---------------------------------------------------------------------------------------------
 # Batches
 

@@ -33,11 +33,12 @@ from visprior_jax.models import pure
 from visprior_jax.models.llama import KVCache, init_cache
 
 
-def left_pad(prompts: Sequence[Sequence[int]], pad_id: int = 0):
-  """-> tokens (B,P) int32, valid (B,P) bool, positions (B,P) counted from each first real token."""
+def left_pad(prompts: Sequence[Sequence[int]], pad_id: int = 0, pad_multiple: int = 1):
+  """-> tokens (B,P) int32, valid (B,P) bool, positions (B,P) counted from each first real token.
+  P is the longest prompt rounded up to ``pad_multiple`` (fewer shapes to compile)."""
   if not prompts or any(len(p) == 0 for p in prompts):
     raise ValueError("every prompt needs at least one token")
-  width = max(len(p) for p in prompts)
+  width = -(-max(len(p) for p in prompts) // pad_multiple) * pad_multiple
   tokens = np.full((len(prompts), width), pad_id, np.int32)
   valid = np.zeros((len(prompts), width), bool)
   for row, prompt in enumerate(prompts):
@@ -130,7 +131,8 @@ def shard_params(params, logical_axes, rules):
 
 def generate(cfg, params, prompts: Sequence[Sequence[int]], max_new_tokens: int, *,
              stop_tokens: Sequence[int] = (), temperature: float = 0.0, top_p: float = 1.0,
-             seed: int = 0, pad_id: int = 0, image_features=None, rules=None) -> list[list[int]]:
+             seed: int = 0, pad_id: int = 0, image_features=None, rules=None,
+             pad_multiple: int = 1) -> list[list[int]]:
   """Generated ids per prompt (without the prompt and without the stop token); see the module doc."""
   if temperature < 0 or not 0 < top_p <= 1:
     raise ValueError(f"need temperature >= 0 and 0 < top_p <= 1, got {temperature}, {top_p}")
@@ -144,7 +146,7 @@ def generate(cfg, params, prompts: Sequence[Sequence[int]], max_new_tokens: int,
     prompts = list(prompts) + [prompts[0]] * extra
     if image_features is not None and extra:
       image_features = np.concatenate([image_features, np.repeat(image_features[:1], extra, 0)])
-  tokens, valid, positions = left_pad(prompts, pad_id)
+  tokens, valid, positions = left_pad(prompts, pad_id, pad_multiple)
   args = (tokens, valid, positions, image_features)
   if rules is not None:
     args = tuple(None if a is None else jax.device_put(a, rules.batch_sharding(np.ndim(a))) for a in args)

@@ -95,7 +95,7 @@ class EvalOutput:
           break
         rows[row["id"]] = row
     if stale:
-      path.rename(str(path) + ".stale")
+      path.replace(str(path) + ".stale")
       self._done_path(benchmark).unlink(missing_ok=True)
       return {}
     return rows
@@ -108,6 +108,11 @@ class EvalOutput:
       for row in rows:
         fh.write(json.dumps({**row, "settings": h}, default=str) + "\n")
       fh.flush()
+
+  def write_predictions(self, benchmark: str, settings: Mapping, rows: Iterable[dict]) -> None:
+    """Replaces the benchmark's predictions (suites that score all items in one call)."""
+    self._pred_path(benchmark).unlink(missing_ok=True)
+    self.append_predictions(benchmark, settings, rows)
 
   def finish(self, benchmark: str, settings: Mapping, metrics: Mapping[str, float], *, suite: str,
              category: str | None = None, primary: str | None = None, n: int = 0, n_skipped: int = 0,
@@ -123,7 +128,7 @@ class EvalOutput:
                 n_skipped=n_skipped, metrics={k: _jsonable(v) for k, v in metrics.items()}, **(extra or {}))
     tmp = self._done_path(benchmark).with_suffix(".tmp")
     tmp.write_text(json.dumps(done, indent=1, default=str))
-    tmp.rename(self._done_path(benchmark))
+    tmp.replace(self._done_path(benchmark))
     return records
 
   def _replace_records(self, benchmark: str, records: list[dict]) -> None:
@@ -132,7 +137,7 @@ class EvalOutput:
     keep = [r for r in self.records() if r["benchmark"] != benchmark]
     tmp = self.dir / "metrics.jsonl.tmp"
     tmp.write_text("".join(json.dumps(r) + "\n" for r in keep + records))
-    tmp.rename(path)
+    tmp.replace(path)
 
   def records(self) -> list[dict]:
     path = self.dir / "metrics.jsonl"

@@ -1,0 +1,170 @@
+"""``visprior eval``: the whole suite on a tiny MLLM checkpoint over fixture files in the published
+formats; records, predictions, resume after an interruption, bad images, the CLI."""
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import REPO, subprocess_env
+import fixtures_lm
+import fixtures_vqa_general
+import fixtures_vqa_ocr
+import fixtures_vqa_vision
+
+from visprior_jax.eval import commands
+from visprior_jax.eval.model import EvalModel
+from visprior_jax.eval.results import read_records
+from visprior_jax.eval.vqa import registry
+
+WRITERS = {**fixtures_vqa_general.WRITERS, **fixtures_vqa_ocr.WRITERS, **fixtures_vqa_vision.WRITERS}
+
+
+def _module(path, name):
+  spec = importlib.util.spec_from_file_location(name, os.path.join(REPO, path))
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+  """A tiny SFT-shaped checkpoint export (random weights) and both data roots."""
+  from visprior_jax.train.tasks import make_task
+  root = tmp_path_factory.mktemp("eval")
+  task = make_task(_module("configs/sft.py", "sft_config").get_config("tiny"))
+  task.export(root / "ckpt", task.init_params(0))
+  for name, bench in registry.BENCHMARKS.items():
+    WRITERS[name](root / "vqa" / bench.folder)
+  fixtures_lm.write_all(root / "lm")
+  return root
+
+
+def _config(root, out="out", **vqa):
+  c = _module("configs/eval.py", "eval_config").get_config()
+  c.checkpoint = str(root / "ckpt")
+  c.tokenizer = "bytes"
+  c.run = "tiny"
+  c.out = str(root / out)
+  c.progress = False
+  c.lm.data_root = str(root / "lm")
+  c.vqa.data_root = str(root / "vqa")
+  c.vqa.max_new_tokens = 6
+  c.vqa.batch_size = 4
+  c.vqa.update(vqa)
+  return c
+
+
+def test_full_suite_writes_records_for_every_benchmark_and_resumes(setup, monkeypatch):
+  config = _config(setup)
+  commands.run(config, "all")
+  recs = read_records([setup / "out"])
+  primary = {r["benchmark"]: r for r in recs if r["primary"]}
+  for name, bench in registry.BENCHMARKS.items():
+    r = primary[name]
+    assert r["metric"] == bench.primary and r["n"] > 0 and 0 <= r["value"] <= 100, r
+    assert (r["run"], r["stage"], r["step"], r["suite"], r["category"]) == ("tiny", "export", None, "vqa",
+                                                                            bench.category)
+    lines = (setup / "out" / "predictions" / f"{name}.jsonl").read_text().splitlines()
+    assert len(lines) == r["n"]
+    row = json.loads(lines[0])
+    assert {"id", "where", "prompt", "prediction", "answer", "record"} <= set(row)
+  for task in ("wikitext", "lambada", "piqa", "hellaswag", "winogrande", "arc_easy", "arc_challenge", "copa",
+               "sciq", "openbookqa", "boolq"):
+    assert primary[task]["suite"] == "lm" and primary[task]["n"] > 0
+  assert primary["vqa:overall"]["n"] == 16
+  assert primary["vqa:General"]["n"] == 4 and primary["vqa:Vision-Centric"]["n"] == 5
+  assert primary["lm:t_acc"]["n"] == 11 and 0 <= primary["lm:t_acc"]["value"] <= 1
+  assert primary["lm:ppl"]["value"] > 1
+  paper = [primary[n]["value"] for n in registry.PAPER16]
+  assert primary["vqa:overall"]["value"] == pytest.approx(sum(paper) / 16)
+
+  # a second run redoes nothing: no generation at all, the same records
+  def no_generation(*a, **k):
+    raise AssertionError("a finished benchmark was evaluated again")
+  monkeypatch.setattr(EvalModel, "generate", no_generation)
+  monkeypatch.setattr("visprior_jax.eval.lm_tasks.evaluate_task", no_generation)
+  commands.run(config, "all")
+  again = read_records([setup / "out"])
+  key = lambda r: (r["benchmark"], r["metric"])  # noqa: E731
+  assert {key(r): r["value"] for r in again} == {key(r): r["value"] for r in recs}
+
+
+def test_an_interrupted_benchmark_continues_after_its_last_prediction(setup, monkeypatch):
+  config = _config(setup, out="out_resume", benchmarks="mle_bench")
+  commands.run(config, "vqa")
+  out = setup / "out_resume"
+  first = read_records([out])
+  n = next(r["n"] for r in first if r["benchmark"] == "mle_bench" and r["primary"])
+  assert n >= 3
+  # simulate a crash after the first batch-row was written: no done marker, a torn last line
+  (out / "done" / "mle_bench.json").unlink()
+  lines = (out / "predictions" / "mle_bench.jsonl").read_text().splitlines()
+  (out / "predictions" / "mle_bench.jsonl").write_text(lines[0] + "\n" + lines[1][:20])
+  calls = []
+  real = EvalModel.generate
+
+  def counting(self, prompts, *a, **k):
+    calls.append(len(prompts))
+    return real(self, prompts, *a, **k)
+  monkeypatch.setattr(EvalModel, "generate", counting)
+  commands.run(config, "vqa")
+  assert sum(calls) == n - 1
+  again = read_records([out])
+  assert {(r["benchmark"], r["metric"]): r["value"] for r in again} == \
+         {(r["benchmark"], r["metric"]): r["value"] for r in first}
+
+
+def test_a_corrupt_image_is_skipped_and_counted_or_named(setup, tmp_path):
+  import shutil
+  data = tmp_path / "vqa"
+  shutil.copytree(setup / "vqa" / "mle_bench", data / "mle_bench")
+  rows = [json.loads(line) for line in (data / "mle_bench" / "data.jsonl").read_text().splitlines()]
+  (data / "mle_bench" / rows[0]["file_name"]).write_bytes(b"not an image")
+  config = _config(setup, out=str(tmp_path / "out"), benchmarks="mle_bench", data_root=str(data))
+  result = commands.run(config, "vqa")["mle_bench"]
+  assert result["n"] == len(rows) - 1 and result["n_skipped"] == 1
+  assert "corrupt image" in result["skipped_examples"][0]
+  config = _config(setup, out=str(tmp_path / "out2"), benchmarks="mle_bench", data_root=str(data))
+  config.on_error = "raise"
+  with pytest.raises(ValueError, match=r"mle_bench: .*data.jsonl:1: corrupt image"):
+    commands.run(config, "vqa")
+
+
+def test_cli_eval(setup, tmp_path):
+  cmd = [sys.executable, "-m", "visprior_jax.cli", "eval", "vqa", "--config=configs/eval.py",
+         f"--config.checkpoint={setup / 'ckpt'}", "--config.tokenizer=bytes", f"--config.out={tmp_path / 'o'}",
+         f"--config.vqa.data_root={setup / 'vqa'}", "--config.vqa.benchmarks=gqa,ai2d", "--config.vqa.max_new_tokens=4",
+         "--config.progress=False"]
+  p = subprocess.run(cmd, cwd=REPO, env=subprocess_env(), capture_output=True, text=True, timeout=600)
+  assert p.returncode == 0, p.stderr[-2000:]
+  assert {r["benchmark"] for r in read_records([tmp_path / "o"])} == {"gqa", "ai2d", "vqa:General", "vqa:Knowledge",
+                                                                     "vqa:perception", "vqa:reasoning"}
+  bad = cmd[:4] + ["--config=configs/eval.py", f"--config.checkpoint={tmp_path / 'nothing'}"]
+  p = subprocess.run(bad, cwd=REPO, env=subprocess_env(), capture_output=True, text=True, timeout=600)
+  assert p.returncode == 2 and p.stderr.strip().splitlines()[-1].startswith("error: ")
+
+
+def test_an_oracle_scores_full_marks_through_the_whole_pipeline(setup, monkeypatch):
+  """Answering each item with its gold answer (letter, text or the most common reference) through the
+  runner (prompts, predictions, scoring, aggregation) gives 100 everywhere; MME's Perception/20 is
+  10 per perception subtask present (its fixture has 2 of the 10)."""
+  import collections
+  from visprior_jax.eval import vqa_runner
+  from visprior_jax.eval.vqa.base import load_items
+  queues = collections.defaultdict(collections.deque)
+  for bench in registry.BENCHMARKS.values():
+    for it in load_items(bench, setup / "vqa" / bench.folder):
+      gold = it.answer
+      gold = collections.Counter(gold).most_common(1)[0][0] if isinstance(gold, (list, tuple)) else str(gold)
+      queues[bench.prompt(it, bench.suffix)].append(gold)
+  monkeypatch.setattr(vqa_runner, "_prompt_ids", lambda model, text, k: model.tokenizer.encode(text))
+  monkeypatch.setattr(EvalModel, "generate", lambda self, prompts, *a, **k: [
+      self.tokenizer.encode(queues[self.tokenizer.decode(p)].popleft()) for p in prompts])
+  results = commands.run(_config(setup, out="out_oracle"), "vqa")
+  scores = {n: r["metrics"][registry.BENCHMARKS[n].primary] for n, r in results.items()}
+  assert scores == {**{n: 100.0 for n in registry.BENCHMARKS}, "mme": 20.0}
+  assert results["mme"]["metrics"]["perception"] == 400.0

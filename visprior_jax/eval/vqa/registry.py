@@ -1,0 +1,69 @@
+"""Every VQA benchmark by name, the named sets, and the paper's category and overall means.
+
+Sets (``--config.vqa.benchmarks``, comma-separated names and/or set names):
+  paper16   the study's 16 (PAPER.md 4.2; EVAL.md §0): General GQA, MME, MMBench, SEED; Knowledge
+            ScienceQA-IMG, MMMU, AI2D, MathVista; OCR & Chart TextVQA, ChartQA, OCRBench;
+            Vision-Centric RealWorldQA, BLINK, CV-Bench COCO, ADE, Omni3D
+  cambrian  paper16 + DocVQA and MMVP (Cambrian-1 comparability)
+  all       every registered benchmark, MLE-Bench included
+
+Summary (:func:`summarize`, PAPER.md 4.2): each category's score is the unweighted mean of its
+benchmarks' primary metrics; ``overall`` is the unweighted mean over the 16 benchmarks (not the
+mean of the 4 category means: Table 3's overall 37.32 = (4·46.92 + 4·28.35 + 3·21.49 + 5·46.31)/16);
+``perception`` (General + OCR & Chart) and ``reasoning`` (Knowledge + Vision-Centric) are the
+paper's §3.5 grouping, also unweighted over benchmarks. MME enters through its 0-100 primary metric
+(Perception / 20, an assumption: see ``general.py``). Means over a partial set are reported with
+the number of benchmarks they cover (records' ``n``); ``overall`` is only written when all 16 are present.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from visprior_jax.eval.vqa import general, knowledge, mle_bench, ocr, vision
+from visprior_jax.eval.vqa.base import CATEGORIES, Benchmark
+
+BENCHMARKS: dict[str, Benchmark] = {b.name: b for m in (general, knowledge, ocr, vision, mle_bench)
+                                    for b in m.BENCHMARKS}
+PAPER16 = ("gqa", "mme", "mmbench", "seed", "scienceqa", "mmmu", "ai2d", "mathvista", "textvqa", "chartqa",
+           "ocrbench", "realworldqa", "blink", "coco", "ade", "omni3d")
+SETS = {"paper16": PAPER16, "cambrian": PAPER16 + ("docvqa", "mmvp"), "all": tuple(BENCHMARKS)}
+PERCEPTION = ("General", "OCR & Chart")
+REASONING = ("Knowledge", "Vision-Centric")
+
+
+def resolve(names: str | Sequence[str]) -> list[str]:
+  """Benchmark names from a comma-separated string or list of names and set names (order kept)."""
+  if isinstance(names, str):
+    names = [n.strip() for n in names.split(",") if n.strip()]
+  out: list[str] = []
+  for name in names:
+    expanded = SETS.get(name, (name,))
+    for n in expanded:
+      if n not in BENCHMARKS:
+        raise ValueError(f"unknown VQA benchmark {n!r}; known: {', '.join(BENCHMARKS)}; sets: {', '.join(SETS)}")
+      if n not in out:
+        out.append(n)
+  return out
+
+
+def _mean(values):
+  return sum(values) / len(values) if values else None
+
+
+def summarize(primary: Mapping[str, float]) -> dict[str, tuple[float, int]]:
+  """{benchmark: primary value} -> {metric: (value, number of benchmarks)} for the category means,
+  perception / reasoning means and (when all 16 are present) the overall mean."""
+  paper = {k: v for k, v in primary.items() if k in PAPER16 and v is not None}
+  out: dict[str, tuple[float, int]] = {}
+  by_cat = {c: [v for k, v in paper.items() if BENCHMARKS[k].category == c] for c in CATEGORIES}
+  for cat, values in by_cat.items():
+    if values:
+      out[cat] = (_mean(values), len(values))
+  for name, cats in (("perception", PERCEPTION), ("reasoning", REASONING)):
+    values = [v for c in cats for v in by_cat[c]]
+    if values:
+      out[name] = (_mean(values), len(values))
+  if len(paper) == len(PAPER16):
+    out["overall"] = (_mean(list(paper.values())), len(paper))
+  return out
