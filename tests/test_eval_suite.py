@@ -168,3 +168,55 @@ def test_an_oracle_scores_full_marks_through_the_whole_pipeline(setup, monkeypat
   scores = {n: r["metrics"][registry.BENCHMARKS[n].primary] for n, r in results.items()}
   assert scores == {**{n: 100.0 for n in registry.BENCHMARKS}, "mme": 20.0}
   assert results["mme"]["metrics"]["perception"] == 400.0
+
+
+def test_judge_command_scores_explanations_through_a_real_endpoint(setup, monkeypatch):
+  """`visprior eval judge`: Knowledge + Vision-Centric items prompted with the paper's explain sentence,
+  each response judged by an OpenAI-compatible server on 127.0.0.1 (COHERENT iff it says "therefore")."""
+  from test_judge import KEY, KEY_ENV, JudgeServer
+  from visprior_jax.eval import judge as judge_lib
+  monkeypatch.setenv(KEY_ENV, KEY)
+  replies = ["It has three sides, therefore the answer is A.", "no idea", "Round things roll therefore B follows."]
+  count = iter(range(10**6))
+  monkeypatch.setattr(EvalModel, "generate", lambda self, prompts, *a, **k: [
+      self.tokenizer.encode(replies[next(count) % 3]) for _ in prompts])
+  server = JudgeServer()
+  try:
+    config = _config(setup, out="out_judge")
+    config.judge.endpoint.update(base_url=server.url, api_key_env=KEY_ENV, max_retries=1, backoff_s=0.001)
+    config.judge.benchmarks = "ai2d,mmmu,coco,blink"
+    summaries = commands.run(config, "judge")
+  finally:
+    server.stop()
+  preds = []
+  for name in ("ai2d", "mmmu", "coco", "blink"):
+    rows = [json.loads(x) for x in (setup / "out_judge" / "predictions" / f"explain_{name}.jsonl").read_text()
+            .splitlines()]
+    assert all(r["prompt"].endswith(judge_lib.EXPLAIN_SUFFIX) for r in rows)
+    preds += [(r["prediction"], registry.BENCHMARKS[name].category) for r in rows]
+  coherent = [("therefore" in p) for p, _ in preds]
+  overall = summaries["reasoning_quality"]
+  assert overall["logical_soundness"] == pytest.approx(100 * sum(coherent) / len(preds))
+  assert overall["reasoning_depth"] == pytest.approx(sum(len(p.split()) for p, _ in preds) / len(preds))
+  know = [c for c, (_, cat) in zip(coherent, preds) if cat == "Knowledge"]
+  assert summaries["reasoning_quality/Knowledge"]["logical_soundness"] == pytest.approx(100 * sum(know) / len(know))
+  recs = {r["benchmark"]: r for r in read_records([setup / "out_judge"]) if r["primary"]}
+  assert recs["judge:reasoning_quality"]["n"] == len(preds)
+  assert recs["judge:reasoning_quality/Vision-Centric"]["category"] == "Vision-Centric"
+
+
+def test_alignment_command_scores_captions_against_the_vision_tower(setup, tmp_path):
+  from PIL import Image
+  rows = []
+  for i, (color, name) in enumerate([((255, 0, 0), "red"), ((0, 255, 0), "green"), ((0, 0, 255), "blue"),
+                                     ((255, 255, 0), "yellow"), ((0, 0, 0), "black"), ((255, 255, 255), "white"),
+                                     ((128, 0, 128), "purple"), ((255, 128, 0), "orange")]):
+    Image.new("RGB", (20, 20), color).save(tmp_path / f"{i}.png")
+    rows.append({"image": f"{i}.png", "caption": f"a {name} square"})
+  (tmp_path / "pairs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+  config = _config(setup, out=str(tmp_path / "out"))
+  config.alignment.update(pairs=str(tmp_path / "pairs.jsonl"), image_root=str(tmp_path), k=3)
+  metrics = commands.run(config, "alignment")
+  assert 0.0 <= metrics["mnn"] <= 1.0 and metrics["mnn"] == metrics["mnn/self"]
+  rec = [r for r in read_records([tmp_path / "out"]) if r["benchmark"] == "alignment:mnn" and r["primary"]]
+  assert rec[0]["n"] == 8 and rec[0]["value"] == pytest.approx(metrics["mnn"])

@@ -43,7 +43,7 @@ def _now() -> str:
 
 
 def _file_name(benchmark: str) -> str:
-  return benchmark.replace("/", "_").replace(" ", "_").replace("&", "and")
+  return benchmark.replace("/", "_").replace(":", "_").replace(" ", "_").replace("&", "and")
 
 
 def _jsonable(value):
