@@ -29,6 +29,8 @@ def base(preset: str) -> ml_collections.ConfigDict:
   if c.model.rope_scaling is None:
     del c.model["rope_scaling"]          # set it in Python configs; the CLI cannot override None
   c.mesh = ml_collections.ConfigDict(dict(data=1, fsdp=-1, sequence=1, tensor=1))
+  # across TPU slices (or process groups): granules per axis; data parallelism belongs here (parallel/mesh.py)
+  c.dcn_mesh = ml_collections.ConfigDict(dict(data=1, fsdp=1, sequence=1, tensor=1))
   c.rules = ml_collections.ConfigDict()  # overrides of parallel.rules.DEFAULT_RULES
   # kind: mixture (prepared shards + recipe; `visprior data prepare`) | markov | text_bytes.
   # recipe: a name (mix6, single:code, sweep:visual_concept:25, grid:60:15) or, in Python configs,

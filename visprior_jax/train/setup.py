@@ -16,7 +16,7 @@ import optax
 from jax.sharding import Mesh, NamedSharding
 
 from visprior_jax.models.llama import LlamaConfig
-from visprior_jax.parallel.mesh import make_mesh
+from visprior_jax.parallel.mesh import make_mesh, num_granules
 from visprior_jax.parallel.rules import Rules, param_shardings
 from visprior_jax.train.optim import make_optimizer, schedule
 from visprior_jax.train.step import make_train_step, opt_state_shardings
@@ -59,12 +59,15 @@ class StepSetup:
     return {k: jax.make_array_from_process_local_data(self.batch_sharding, v) for k, v in batch.items()}
 
 
-def build_step(config, *, task=None) -> StepSetup:
-  """Validates ``config`` and builds the sharded train step (``task`` overrides the config's)."""
-  mesh_shape = validate(config, jax.device_count())
+def build_step(config, *, task=None, devices=None) -> StepSetup:
+  """Validates ``config`` and builds the sharded train step (``task`` overrides the config's).
+  ``devices``: the devices of the mesh (default all; AOT passes a TPU topology's)."""
+  devices = jax.devices() if devices is None else list(devices)
+  mesh_shape = validate(config, len(devices), num_granules(devices)[0])
   task = task or make_task(config)
   tr = config.train
-  mesh = make_mesh(config.mesh)
+  dcn = config.get("dcn_mesh")
+  mesh = make_mesh(config.mesh, devices, dcn.to_dict() if dcn else None)
   rules = Rules(mesh, config.get("rules", {}).to_dict())
   abstract = task.abstract_params()
   p_sh = param_shardings(rules, abstract, task.logical_axes())

@@ -20,10 +20,14 @@ def model_config(config) -> LlamaConfig:
     raise ConfigError(f"model: {e}") from None
 
 
-def validate(config, num_devices: int) -> dict[str, int]:
-  """Checks mesh, batch and model divisibility; returns the resolved mesh shape."""
+def validate(config, num_devices: int, granules: int = 1) -> dict[str, int]:
+  """Checks mesh, batch and model divisibility; returns the resolved mesh shape (ICI x DCN per axis).
+  ``granules``: TPU slices (or processes) the devices span, for ``config.dcn_mesh``."""
   try:
-    shape = mesh_lib.resolve_shape(config.mesh.to_dict(), num_devices)
+    dcn = config.get("dcn_mesh")
+    ici, dcn_shape = mesh_lib.resolve_hybrid(config.mesh.to_dict(), dcn.to_dict() if dcn else None, num_devices,
+                                             granules)
+    shape = {a: ici[a] * dcn_shape[a] for a in mesh_lib.AXES}
   except mesh_lib.MeshError as e:
     raise ConfigError(str(e)) from None
   cfg = model_config(config)
