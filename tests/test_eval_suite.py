@@ -13,6 +13,7 @@ from conftest import REPO, subprocess_env
 import fixtures_lm
 import fixtures_vqa_general
 import fixtures_vqa_ocr
+import fixtures_vqa_tiny
 import fixtures_vqa_vision
 
 from visprior_jax.eval import commands
@@ -20,7 +21,8 @@ from visprior_jax.eval.model import EvalModel
 from visprior_jax.eval.results import read_records
 from visprior_jax.eval.vqa import registry
 
-WRITERS = {**fixtures_vqa_general.WRITERS, **fixtures_vqa_ocr.WRITERS, **fixtures_vqa_vision.WRITERS}
+WRITERS = {**fixtures_vqa_general.WRITERS, **fixtures_vqa_ocr.WRITERS, **fixtures_vqa_vision.WRITERS,
+           **fixtures_vqa_tiny.WRITERS}
 
 
 def _module(path, name):

@@ -6,7 +6,8 @@ One entry point, driven by a plain mapping (a config section or a mixture entry)
 
 Spec keys:
   kind        jsonl (plain, .gz, .zst) | parquet | text (one file = one document) |
-              array_record (records are UTF-8 JSON objects) | tfds | python_stdlib | pydoc_topics
+              array_record (records are UTF-8 JSON objects) | tfds | python_stdlib | pydoc_topics |
+              world (the tiny study's generated text: visprior_jax/study/world.py)
   paths       list of files, directories or globs (etils.epath, so gs:// works); a directory is
               searched with ``pattern`` (default per kind, e.g. ``**/*.txt``)
   source      name stamped on every document (default: the kind)
@@ -15,6 +16,8 @@ Spec keys:
   on_error    "skip" (default: skip bad records, count them in ReadStats) | "raise" (ValueError)
   limit       stop after this many documents
   name, split, data_dir   for kind=tfds (``tfds.data_source``; no TensorFlow needed)
+  generator, n_docs, seed for kind=world: visual_world | arithmetic | counting | syllogism, how many
+              documents (default 1000), seed (default 0); ids are ``world/<generator>/<seed>/<i>``
 
 Bad input (malformed JSON, invalid UTF-8, empty or missing text, a truncated .gz/.zst, Parquet or
 ArrayRecord file) is skipped and counted by reason with ``file:line`` examples, or raises a
@@ -35,9 +38,9 @@ from typing import Any
 
 from etils import epath
 
-KINDS = ("jsonl", "parquet", "text", "array_record", "tfds", "python_stdlib", "pydoc_topics")
+KINDS = ("jsonl", "parquet", "text", "array_record", "tfds", "python_stdlib", "pydoc_topics", "world")
 SPEC_KEYS = {"kind", "paths", "source", "text_field", "id_field", "on_error", "limit", "pattern", "name",
-             "split", "data_dir"}
+             "split", "data_dir", "generator", "n_docs", "seed"}
 DEFAULT_PATTERN = {"jsonl": "**/*.jsonl*", "parquet": "**/*.parquet", "text": "**/*.txt",
                    "array_record": "**/*.array_record*"}
 _CHUNK = 1 << 20
@@ -345,7 +348,16 @@ def _pydoc_topics(spec: Mapping) -> Iterator[tuple[str, Any]]:
     yield f"pydoc_topics:{key}", {"text": topics[key]}
 
 
-_BUILTIN = {"tfds": _tfds, "python_stdlib": _python_stdlib, "pydoc_topics": _pydoc_topics}
+def _world(spec: Mapping) -> Iterator[tuple[str, Any]]:
+  """The tiny study's procedural text. The one import from ``data`` into ``study``, done lazily: world.py
+  imports nothing from this package, so the layering stays acyclic."""
+  from visprior_jax.study import world
+  for doc in world.generate_documents(spec.get("generator", "visual_world"), int(spec.get("n_docs", 1000)),
+                                      int(spec.get("seed", 0))):
+    yield doc["id"], {"text": doc["text"]}
+
+
+_BUILTIN = {"tfds": _tfds, "python_stdlib": _python_stdlib, "pydoc_topics": _pydoc_topics, "world": _world}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -367,6 +379,9 @@ def check_spec(spec: Mapping) -> dict:
     raise ValueError(f"kind={spec['kind']} needs 'paths' (files, directories or globs)")
   if spec.get("limit") is not None and int(spec["limit"]) < 0:
     raise ValueError(f"limit={spec['limit']} must be >= 0")
+  if spec["kind"] == "world":
+    from visprior_jax.study import world
+    world.check_generator(spec.get("generator", "visual_world"))
   return spec
 
 

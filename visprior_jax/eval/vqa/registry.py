@@ -5,7 +5,9 @@ Sets (``--config.vqa.benchmarks``, comma-separated names and/or set names):
             ScienceQA-IMG, MMMU, AI2D, MathVista; OCR & Chart TextVQA, ChartQA, OCRBench;
             Vision-Centric RealWorldQA, BLINK, CV-Bench COCO, ADE, Omni3D
   cambrian  paper16 + DocVQA and MMVP (Cambrian-1 comparability)
-  all       every registered benchmark, MLE-Bench included
+  tiny      the embedded study's synthetic suite: tiny_general, tiny_knowledge, tiny_ocr, tiny_vision
+            (``tiny.py``) and MLE-Bench in its released layout (``study/world.py`` writes all five)
+  all       every registered benchmark, MLE-Bench and the tiny ones included
 
 Summary (:func:`summarize`, PAPER.md 4.2): each category's score is the unweighted mean of its
 benchmarks' primary metrics; ``overall`` is the unweighted mean over the 16 benchmarks (not the
@@ -20,14 +22,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from visprior_jax.eval.vqa import general, knowledge, mle_bench, ocr, vision
+from visprior_jax.eval.vqa import general, knowledge, mle_bench, ocr, tiny, vision
 from visprior_jax.eval.vqa.base import CATEGORIES, Benchmark
 
-BENCHMARKS: dict[str, Benchmark] = {b.name: b for m in (general, knowledge, ocr, vision, mle_bench)
+BENCHMARKS: dict[str, Benchmark] = {b.name: b for m in (general, knowledge, ocr, vision, mle_bench, tiny)
                                     for b in m.BENCHMARKS}
 PAPER16 = ("gqa", "mme", "mmbench", "seed", "scienceqa", "mmmu", "ai2d", "mathvista", "textvqa", "chartqa",
            "ocrbench", "realworldqa", "blink", "coco", "ade", "omni3d")
-SETS = {"paper16": PAPER16, "cambrian": PAPER16 + ("docvqa", "mmvp"), "all": tuple(BENCHMARKS)}
+SETS = {"paper16": PAPER16, "cambrian": PAPER16 + ("docvqa", "mmvp"),
+        "tiny": ("tiny_general", "tiny_knowledge", "tiny_ocr", "tiny_vision", "mle_bench"), "all": tuple(BENCHMARKS)}
 PERCEPTION = ("General", "OCR & Chart")
 REASONING = ("Knowledge", "Vision-Centric")
 
