@@ -32,6 +32,11 @@ def base(preset: str) -> ml_collections.ConfigDict:
   # across TPU slices (or process groups): granules per axis; data parallelism belongs here (parallel/mesh.py)
   c.dcn_mesh = ml_collections.ConfigDict(dict(data=1, fsdp=1, sequence=1, tensor=1))
   c.rules = ml_collections.ConfigDict()  # overrides of parallel.rules.DEFAULT_RULES
+  # Multi-host start-up (parallel/distributed.py, docs/training.md "Multi-host"): empty = auto-detect
+  # (TPU VM/GKE, SLURM, or VISPRIOR_COORDINATOR/_NUM_PROCESSES/_PROCESS_ID), else one process.
+  # expected_processes > 0 fails the run unless exactly that many processes joined.
+  c.distributed = ml_collections.ConfigDict(dict(coordinator_address="", num_processes=0, process_id=-1,
+                                                 initialization_timeout_s=300, expected_processes=0))
   # kind: mixture (prepared shards + recipe; `visprior data prepare`) | markov | text_bytes.
   # recipe: a name (mix6, single:code, sweep:visual_concept:25, grid:60:15) or, in Python configs,
   # a list of {source, require, exclude, weight}.

@@ -3,10 +3,13 @@
   visprior pretrain   --config=configs/pretrain.py:<name> --workdir=DIR [--config.x=y ...]
   visprior align      --config=configs/align.py:<preset> --workdir=DIR (projector only)
   visprior sft        --config=configs/sft.py:<preset>[,blind] --workdir=DIR (projector + LLM)
+  visprior encoder    --config=configs/encoder.py:tiny --workdir=DIR (SigLIP-style image-text encoder)
   visprior model-info --config=configs/pretrain.py:<name>
+  visprior aot        --config=<any stage config> --topology=v5p-128 [--num_slices=N] [--search] [--out=FILE.json]
   visprior convert hf-to-native --src=HF_DIR --dst=DIR [--verify]
   visprior convert native-to-hf --src=DIR --dst=HF_DIR [--verify]
   visprior eval lm|vqa|judge|alignment|all --config=configs/eval.py --config.checkpoint=DIR [--config.x=y ...]
+  visprior study run|status|launch --config=configs/study/<name>.py --workdir=DIR [--only=REGEX]
   visprior data prepare         --config=configs/data/<name>.py
   visprior data train-tokenizer --config=configs/data/<name>.py
   visprior data label           --config=configs/data/label_endpoint.py[:lexical] --prepared=DIR [--sources=a,b]
@@ -14,7 +17,8 @@
   visprior data label-instructions --config=configs/data/instruction_label_endpoint.py --src=FILE
                                 --image_root=DIR --out=FILE.jsonl [--ablate=perception --dst=DIR]
 
-Configuration errors print one line (``error: ...``) and exit with status 2.
+Configuration errors print one line (``error: ...``) and exit with status 2. ``aot`` exits with 1
+when the step does not fit (with --search: when nothing fits).
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-COMMANDS = ("pretrain", "align", "sft", "model-info", "convert", "eval", "data")
+COMMANDS = ("pretrain", "align", "sft", "encoder", "model-info", "aot", "convert", "eval", "data", "study")
 DATA_COMMANDS = ("prepare", "train-tokenizer", "label", "label-report", "label-instructions")
 FLAGS = flags.FLAGS
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file and argument, e.g. configs/pretrain.py:demo.",
@@ -35,13 +39,19 @@ flags.DEFINE_string("dst", None, "convert: destination directory.")
 flags.DEFINE_bool("verify", False, "convert: run both models on the same tokens and report max |dlogits|.")
 flags.DEFINE_string("prepared", None, "data label/label-report: the prepared shards directory.")
 flags.DEFINE_list("sources", None, "data label/label-report: only these sources (default: all).")
-flags.DEFINE_string("out", None, "data label-report: also write the rates as JSON here.")
+flags.DEFINE_string("out", None, "data label-report: also write the rates as JSON here; aot: the report as JSON.")
 flags.DEFINE_string("tokenizer", None, "data label: the tokenizer the shards were prepared with "
                     "(default: the one named in the shards' manifest).")
 flags.DEFINE_integer("limit", None, "data label: label at most this many segments per source.")
 flags.DEFINE_string("image_root", "", "data label-instructions: folder the instructions' image paths are under.")
+flags.DEFINE_string("topology", None, "aot: the TPU slice to compile for: v4-<cores>, v5p-<cores>, v5e-<chips> "
+                    "(v5litepod-<chips>), v6e-<chips>, or a shape such as v5p:4x4x8.")
+flags.DEFINE_integer("num_slices", 1, "aot: slices of --topology joined over DCN (multi-slice).")
+flags.DEFINE_bool("search", False, "aot: find the largest per-device micro-batch and cheapest remat that fit.")
 flags.DEFINE_string("ablate", None, "data label-instructions: write the 100/50/0% removal variants of this "
                     "category (perception | reasoning | others) under --dst.")
+flags.DEFINE_string("only", None, "study run: only the steps whose name matches this regex.")
+flags.DEFINE_string("prefix", "", "study launch: prepended to every printed command (e.g. a launcher).")
 
 
 def _fail(msg: str) -> None:
@@ -50,15 +60,20 @@ def _fail(msg: str) -> None:
 
 
 def _train(args):
-  """pretrain / align / sft: one trainer; the command must match the config's stage."""
-  from visprior_jax.train.trainer import TrainingDiverged, train
-  from visprior_jax.train.validate import ConfigError
-  from visprior_jax.checkpoint.params import CheckpointMismatch
+  """pretrain / align / sft / encoder: one trainer; the command must match the config's stage."""
   if not FLAGS.workdir:
     _fail("--workdir is required")
   stage = _CONFIG.value.get("stage", "pretrain")
   if stage != args[1]:
     _fail(f"`visprior {args[1]}` was given a {stage} config; use `visprior {stage}` or configs/{args[1]}.py")
+  from visprior_jax.parallel import distributed
+  try:   # first, before anything touches a device: joins the other hosts of a multi-host run, if any
+    distributed.initialize(_CONFIG.value)
+  except distributed.DistributedError as e:
+    _fail(str(e))
+  from visprior_jax.train.trainer import TrainingDiverged, train
+  from visprior_jax.train.validate import ConfigError
+  from visprior_jax.checkpoint.params import CheckpointMismatch
   try:
     result = train(_CONFIG.value, FLAGS.workdir)
   except (ConfigError, CheckpointMismatch) as e:
@@ -66,6 +81,9 @@ def _train(args):
   except TrainingDiverged as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(1)
+  import jax
+  if jax.process_index() != 0:   # one summary per run, like the metrics
+    return
   losses = [result.losses[s] for s in sorted(result.losses)]
   curve = f"; loss {losses[0]:.4f} -> {losses[-1]:.4f}  {_sparkline(losses)}" if losses else ""
   print(f"{result.status} at step {result.step}{curve}")
@@ -88,6 +106,39 @@ def _model_info(_args):
         f"full map: {f.full_attention:.4g})")
   print(f"train FLOPs/step  {f.causal * seq * config.train.batch_size:.4g} "
         f"({config.train.batch_size} x {seq} tokens)")
+
+
+def _aot(_args):
+  """Compiles the config's training step for a TPU topology on this machine (parallel/aot.py)."""
+  import json
+  import os
+  import jax
+  from visprior_jax.parallel import aot
+  from visprior_jax.parallel.mesh import MeshError
+  from visprior_jax.train.setup import build_step
+  from visprior_jax.train.validate import ConfigError
+  if not FLAGS.topology:
+    _fail("--topology is required, e.g. --topology=v5p-128")
+  if not os.environ.get("JAX_PLATFORMS"):
+    jax.config.update("jax_platforms", "cpu")   # compile-only: never claim local accelerators
+  name = os.path.basename(FLAGS["config"].config_filename)
+  try:
+    topo = aot.parse_topology(FLAGS.topology, FLAGS.num_slices)
+    print(f"compiling {name} for {topo.describe()}", flush=True)
+    if FLAGS.search:
+      found = aot.search(_CONFIG.value, topo, build_step, progress=lambda line: print(line, flush=True))
+      print(found.summary())
+      report, ok = found.to_dict(), found.remat is not None
+    else:
+      result = aot.compile_step(_CONFIG.value, topo, build_step, name=name)
+      print(result.summary())
+      report, ok = result.to_dict(), result.fits
+  except (aot.AotError, ConfigError, MeshError) as e:
+    _fail(str(e))
+  if FLAGS.out:
+    with open(FLAGS.out, "w") as f:
+      json.dump(dict(config=name, topology=FLAGS.topology, num_slices=FLAGS.num_slices, **report), f, indent=1)
+  sys.exit(0 if ok else 1)
 
 
 def _convert(args):
@@ -146,6 +197,19 @@ def _eval(args):
     _fail(str(e))
 
 
+def _study(args):
+  from visprior_jax.study import runner
+  sub = args[2] if len(args) > 2 else ""
+  if sub not in ("run", "status", "launch"):
+    _fail("usage: visprior study run|status|launch --config=configs/study/<name>.py --workdir=DIR")
+  if _CONFIG.value is None or not FLAGS.workdir:
+    _fail("--config (a configs/study/*.py file) and --workdir are required")
+  try:
+    sys.exit(runner.main_command(sub, _CONFIG.value, FLAGS.workdir, only=FLAGS.only, prefix=FLAGS.prefix))
+  except (ValueError, KeyError, FileNotFoundError) as e:
+    _fail(str(e))
+
+
 def _sparkline(values, width: int = 40) -> str:
   bars = "▁▂▃▄▅▆▇█"
   step = max(1, len(values) // width)
@@ -159,10 +223,10 @@ def main(argv):
     logging.set_verbosity(logging.WARNING)
   if len(argv) < 2 or argv[1] not in COMMANDS:
     _fail(f"usage: visprior {{{'|'.join(COMMANDS)}}} [flags]; see visprior_jax/cli.py")
-  if argv[1] in ("pretrain", "align", "sft", "model-info") and _CONFIG.value is None:
+  if argv[1] in ("pretrain", "align", "sft", "encoder", "model-info", "aot") and _CONFIG.value is None:
     _fail("--config is required, e.g. --config=configs/pretrain.py:demo")
-  {"pretrain": _train, "align": _train, "sft": _train, "model-info": _model_info, "convert": _convert,
-   "eval": _eval, "data": _data}[argv[1]](argv)
+  {"pretrain": _train, "align": _train, "sft": _train, "encoder": _train, "model-info": _model_info,
+   "aot": _aot, "convert": _convert, "eval": _eval, "data": _data, "study": _study}[argv[1]](argv)
 
 
 def run():

@@ -54,9 +54,31 @@ class StepSetup:
     with jax.set_mesh(self.mesh):
       return jax.jit(self.tx.init, out_shardings=self.opt_shardings)(params)
 
-  def put_batch(self, batch: dict[str, np.ndarray]) -> dict[str, jax.Array]:
-    """This process's rows of the global batch -> global arrays sharded over the batch axes."""
-    return {k: jax.make_array_from_process_local_data(self.batch_sharding, v) for k, v in batch.items()}
+  def data_shard(self, batch_size: int) -> tuple[int, int]:
+    """(index, count): this process supplies rows ``source.batch(step, index, count)`` of the global batch.
+
+    Usually (process_index, process_count). When the batch axes do not span every process (e.g.
+    ``tensor`` across hosts), processes whose devices hold the same rows are replicas: they share an
+    index and load the same rows, and ``count`` is the number of distinct row groups."""
+    owned: dict[int, set] = {}
+    for device, index in self.batch_sharding.devices_indices_map((batch_size, 1)).items():
+      rows = index[0]
+      owned.setdefault(device.process_index, set()).add((rows.start or 0, batch_size if rows.stop is None
+                                                        else rows.stop))
+    groups = sorted({frozenset(v) for v in owned.values()}, key=min)
+    sizes = {sum(b - a for a, b in g) for g in groups}
+    if len(sizes) != 1 or sizes.pop() * len(groups) != batch_size:
+      raise ValueError(f"the batch sharding gives processes overlapping or unequal row sets {groups}; "
+                       f"put the axes that span processes into act_batch (mesh data/fsdp)")
+    return groups.index(frozenset(owned[jax.process_index()])), len(groups)
+
+  def put_batch(self, batch: dict[str, np.ndarray], batch_size: int | None = None) -> dict[str, jax.Array]:
+    """This process's rows of the global batch -> global arrays sharded over the batch axes.
+    ``batch_size``: the global batch (default: inferred, right when every process holds distinct rows)."""
+    def put(v):
+      shape = None if batch_size is None else (batch_size,) + v.shape[1:]
+      return jax.make_array_from_process_local_data(self.batch_sharding, v, shape)
+    return {k: put(v) for k, v in batch.items()}
 
 
 def build_step(config, *, task=None, devices=None) -> StepSetup:

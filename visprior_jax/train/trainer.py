@@ -5,7 +5,9 @@ the workdir's latest checkpoint, on whatever mesh this run has), then step, log,
 
 Reliability contract:
 - batches are a function of (seed, step), so a resumed run repeats the uninterrupted run exactly;
-- SIGTERM (preemption) finishes the current step, saves, and returns ``status="preempted"``;
+- SIGTERM (preemption) finishes the current step, saves, and returns ``status="preempted"``; with
+  several processes JAX's preemption sync point picks the step, so every process saves the same one
+  even when only some of them got the signal;
 - a crash or SIGKILL loses at most the steps since the last complete checkpoint;
 - a non-finite loss stops the run with its step number before anything non-finite is saved.
 """
@@ -13,6 +15,7 @@ Reliability contract:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import signal
 import threading
@@ -25,6 +28,7 @@ from etils import epath
 
 from visprior_jax.checkpoint.manager import RunCheckpoints
 from visprior_jax.data.source import make_source
+from visprior_jax.parallel.mesh import num_granules
 from visprior_jax.train import metrics as metrics_lib
 from visprior_jax.train.setup import build_step
 from visprior_jax.train.validate import ConfigError, check_vocab, model_config, validate
@@ -43,14 +47,28 @@ class TrainResult:
 
 
 class _Preemption:
-  """Turns SIGTERM into a flag the loop checks between steps."""
+  """Turns SIGTERM into a flag the loop checks between steps (``stop_before(step)``).
+
+  Several processes must stop at the same step, or the ones still stepping wait forever in a
+  collective while the others save. There JAX's preemption sync manager (started by
+  ``jax.distributed.initialize``) owns SIGTERM: it spreads a notice to every process and
+  ``reached_preemption_sync_point(step)`` turns true on all of them at one agreed step. No Python
+  handler is installed then, since it would replace the manager's."""
 
   def __init__(self):
     self.requested = False
     self._previous = None
+    self._synced = (jax.process_count() > 1 and jax.distributed.is_initialized()
+                    and bool(jax.config.jax_enable_preemption_service))
+
+  def stop_before(self, step: int) -> bool:
+    if self._synced:
+      from jax.experimental import multihost_utils
+      self.requested = self.requested or multihost_utils.reached_preemption_sync_point(step)
+    return self.requested
 
   def __enter__(self):
-    if threading.current_thread() is threading.main_thread():
+    if not self._synced and threading.current_thread() is threading.main_thread():
       self._previous = signal.signal(signal.SIGTERM, self._handle)
     return self
 
@@ -64,7 +82,7 @@ class _Preemption:
 
 def train(config, workdir) -> TrainResult:
   workdir = epath.Path(workdir)
-  validate(config, jax.device_count())
+  validate(config, jax.device_count(), num_granules(jax.devices())[0])
   tr, is_main = config.train, jax.process_index() == 0
   cfg = model_config(config)
   source = make_source(config.data, tr.batch_size, tr.seq_len, config.seed, cfg.vocab_size)
@@ -99,7 +117,9 @@ def train(config, workdir) -> TrainResult:
     if is_main:  # only once the state is good: a config that cannot resume must not overwrite the record
       (workdir / "config.json").write_text(config.to_json(indent=1))
 
-    first = setup.put_batch(source.batch(step, jax.process_index(), jax.process_count()))
+    shard = setup.data_shard(tr.batch_size)   # (process_index, process_count) unless processes are replicas
+    put_batch = functools.partial(setup.put_batch, batch_size=tr.batch_size)
+    first = put_batch(source.batch(step, *shard))
     t0 = time.perf_counter()
     compiled = setup.step.lower(params, opt_state, first, jnp.int32(step)).compile()
     compile_seconds = time.perf_counter() - t0
@@ -112,7 +132,7 @@ def train(config, workdir) -> TrainResult:
     loop = _Loop(config, setup.task, ckpts, source, writer, compile_seconds)
     try:
       with _Preemption() as preemption:
-        result = loop.run(compiled, params, opt_state, step, first, setup.put_batch, preemption)
+        result = loop.run(compiled, params, opt_state, step, first, put_batch, shard, preemption)
     finally:
       writer.close()
       ckpts.close()
@@ -136,13 +156,13 @@ class _Loop:
     self.final_params = None
     self.timed = False
 
-  def run(self, compiled, params, opt_state, step, batch, put_batch, preemption) -> TrainResult:
+  def run(self, compiled, params, opt_state, step, batch, put_batch, shard, preemption) -> TrainResult:
     tr, ck = self.config.train, self.config.checkpoint
     pending, window_start, window_steps = [], time.perf_counter(), 0
     status = "finished"
-    pi, pc = jax.process_index(), jax.process_count()
+    pi, pc = shard
     while step < tr.steps:
-      if preemption.requested:
+      if preemption.stop_before(step):
         status = "preempted"
         break
       if batch is None:

@@ -1,0 +1,149 @@
+"""Study specs and the runner: ordering, skip/resume, failures recorded and isolated, status, launch,
+the paper's study configs, and a real pretrain -> eval chain on a tiny model."""
+
+import json
+
+import ml_collections
+import pytest
+
+from conftest import REPO
+import fixtures_lm
+
+from visprior_jax.study import runner
+from visprior_jax.study import spec
+
+
+def _study(tmp_path, steps, runs=None, paths=None):
+  c = ml_collections.ConfigDict()
+  c.name = "t"
+  c.paths = ml_collections.ConfigDict(paths or {})
+  c.steps = steps
+  c.runs = runs or {}
+  return c
+
+
+def _py(name, log, needs=(), run="", fail=None):
+  if fail:
+    return spec.step(name, "python", run=run, call="study_steps:fail", kwargs=dict(log=log, name=name, fixed=fail),
+                     needs=needs)
+  return spec.step(name, "python", run=run, call="study_steps:record", kwargs=dict(log=log, name=name), needs=needs)
+
+
+def test_check_orders_by_dependencies_and_rejects_bad_specs():
+  a, b, c = (spec.step(n, "python", call="m:f", needs=needs) for n, needs in
+             (("a", ["b"]), ("b", []), ("c", ["a", "b"])))
+  assert [s["name"] for s in spec.check([a, b, c])] == ["b", "a", "c"]
+  with pytest.raises(ValueError, match="duplicate step names"):
+    spec.check([b, b])
+  with pytest.raises(ValueError, match="needs unknown step"):
+    spec.check([a])
+  with pytest.raises(ValueError, match="cycle"):
+    spec.check([spec.step("x", "python", call="m:f", needs=["y"]), spec.step("y", "python", call="m:f", needs=["x"])])
+  with pytest.raises(ValueError, match="unknown stage"):
+    spec.step("x", "train")
+
+
+def test_failures_are_recorded_isolated_and_resumed(tmp_path):
+  log, fixed = str(tmp_path / "log.txt"), str(tmp_path / "fixed")
+  steps = [_py("data", log),
+           _py("r1/pretrain", log, ["data"], run="r1"), _py("r1/eval", log, ["r1/pretrain"], run="r1"),
+           _py("r2/pretrain", log, ["data"], run="r2", fail=fixed), _py("r2/eval", log, ["r2/pretrain"], run="r2")]
+  study = _study(tmp_path, steps, runs={"r1": {"size": "tiny", "shares": {"code": 0.5}}})
+  root = tmp_path / "study"
+  out = runner.run_study(study, root, log=lambda m: None)
+  assert out == {"data": "done", "r1/pretrain": "done", "r1/eval": "done", "r2/pretrain": "failed",
+                 "r2/eval": "blocked"}
+  assert open(log).read().split() == ["data", "r1/pretrain", "r1/eval"]
+  state = json.loads((root / ".study" / "r2__pretrain.json").read_text())
+  assert state["status"] == "failed" and state["error"] == "RuntimeError: r2/pretrain is broken"
+  assert "Traceback" in (root / ".study" / "r2__pretrain.traceback.txt").read_text()
+  table = runner.status_table(study, root)
+  assert "r1" in table and "✗ r2/pretrain: RuntimeError: r2/pretrain is broken" in table
+  assert "3 done, 1 failed, 1 blocked" in table
+  assert json.loads((root / "runs" / "r1" / "run.json").read_text()) == {"study": "t", "run": "r1", "size": "tiny",
+                                                                          "shares": {"code": 0.5}}
+  # fix and rerun: finished steps are skipped, the failed one and its dependant run
+  open(fixed, "w").close()
+  out = runner.run_study(study, root, log=lambda m: None)
+  assert [k for k, v in out.items() if v == "done"] == ["r2/pretrain", "r2/eval"]
+  assert open(log).read().split()[3:] == ["r2/pretrain", "r2/eval"]
+  # a changed step spec runs again; --only limits the steps
+  steps[2]["kwargs"]["name"] = "r1/eval-v2"
+  out = runner.run_study(_study(tmp_path, steps), root, only=r"^r1/", log=lambda m: None)
+  assert out == {"r1/pretrain": "skipped", "r1/eval": "done"}
+  assert "~" not in runner.status_table(_study(tmp_path, steps), root)
+
+
+def test_interrupted_step_reruns(tmp_path):
+  log = str(tmp_path / "log.txt")
+  study = _study(tmp_path, [_py("a", log)])
+  root = tmp_path / "s"
+  runner.StudyState(root).put("a", status="running", hash=spec.spec_hash(study.steps[0].to_dict()
+                                                                           if hasattr(study.steps[0], "to_dict")
+                                                                           else study.steps[0]))
+  assert "1 interrupted" in runner.status_table(study, root)
+  assert runner.run_study(study, root, log=lambda m: None) == {"a": "done"}
+
+
+def test_launch_prints_one_visprior_command_per_step_and_paths_must_be_set(tmp_path):
+  study = runner.load_config_file(f"{REPO}/configs/study/table3_7b.py")
+  with pytest.raises(ValueError, match="needs paths.prepared_dir: set --config.paths.prepared_dir"):
+    runner.launch_commands(study, "gs://b/s")
+  for k in study.paths:
+    study.paths[k] = f"/data/{k}"
+  cmds = runner.launch_commands(study, "gs://b/s", prefix="python launch/tpu.py run --")
+  assert len(cmds) == 10
+  assert cmds[0] == ("python launch/tpu.py run -- visprior pretrain --config=configs/pretrain.py:llama3_7b "
+                     "--workdir=gs://b/s/runs/language_favorable/pretrain --config.data.kind=mixture "
+                     "--config.data.prepared_dir=/data/prepared_dir --config.data.recipe=mix0 --config.train.steps=476837")
+  assert any("visprior eval vqa --config=configs/eval.py --config.checkpoint=gs://b/s/runs/balanced/sft" in c
+             for c in cmds)
+
+
+@pytest.mark.parametrize("name, runs", [("fig1_scaling", 35), ("fig2_sources", 16), ("fig3_sweeps", 40),
+                                        ("table1_grid", 30), ("table2_mixtures", 11), ("table3_7b", 2),
+                                        ("table6_blind", 4), ("fig5_encoders", 15), ("fig6_sft_ablation", 5)])
+def test_paper_study_configs_expand(name, runs):
+  study = runner.load_config_file(f"{REPO}/configs/study/{name}.py")
+  steps = runner._steps(study, strict=False)
+  assert len(study.runs) == runs
+  run_names = {s["run"] for s in steps}
+  assert run_names == set(study.runs)
+  stages = {s["stage"] for s in steps}
+  assert {"align", "sft", "eval"} <= stages
+
+
+def test_table6_adapts_each_llm_with_and_without_the_blind_phase():
+  study = runner.load_config_file(f"{REPO}/configs/study/table6_blind.py")
+  steps = {s["name"]: s for s in runner._steps(study, strict=False)}
+  assert "balanced_blind/pretrain" not in steps
+  assert steps["balanced_blind/align"]["overrides"]["init_llm_from"] == "{root}/runs/balanced/pretrain"
+  assert steps["balanced_blind/blind"]["config"] == "configs/sft.py:llama3_7b,blind"
+  assert steps["balanced_blind/sft"]["overrides"]["init_from"] == "{root}/runs/balanced_blind/blind"
+
+
+def test_a_real_chain_pretrain_then_language_eval(tmp_path):
+  fixtures_lm.write_all(tmp_path / "lm")
+  pre = ("configs/pretrain.py:llama3_tiny", {"train.steps": 3, "train.batch_size": 8, "metrics.mfu": False,
+                                             "metrics.tensorboard": False, "checkpoint.every": 3})
+  steps = spec.standard_run("tiny", pretrain=pre,
+                            extra_eval={"eval_lm": {"suite": "lm", "tokenizer": "bytes",
+                                                    "lm.data_root": "{paths.lm}", "progress": False}})
+  study = _study(tmp_path, steps, runs={"tiny": {"size": "llama3_tiny"}}, paths={"lm": str(tmp_path / "lm")})
+  root = tmp_path / "study"
+  assert runner.run_study(study, root, log=lambda m: None) == {"tiny/pretrain": "done", "tiny/eval_lm": "done"}
+  recs = [json.loads(x) for x in (root / "runs" / "tiny" / "pretrain" / "eval" / "step_3" / "metrics.jsonl")
+          .read_text().splitlines()]
+  assert {r["run"] for r in recs} == {"tiny"} and any(r["benchmark"] == "lm:t_acc" for r in recs)
+  assert runner.run_study(study, root, log=lambda m: None) == {"tiny/pretrain": "skipped", "tiny/eval_lm": "skipped"}
+
+
+def test_cli_status(tmp_path):
+  import subprocess
+  import sys
+  from conftest import subprocess_env
+  p = subprocess.run([sys.executable, "-m", "visprior_jax.cli", "study", "status",
+                      "--config=configs/study/table2_mixtures.py", f"--workdir={tmp_path}"],
+                     cwd=REPO, env=subprocess_env(), capture_output=True, text=True, timeout=300)
+  assert p.returncode == 0, p.stderr[-1500:]
+  assert "mix10" in p.stdout and "0 done, 0 failed, 0 blocked, 0 interrupted, 55 pending" in p.stdout
