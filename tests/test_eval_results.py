@@ -83,3 +83,11 @@ def test_registry_sets_and_categories():
   assert registry.resolve("gqa,paper16")[:2] == ["gqa", "mme"]
   with pytest.raises(ValueError, match="unknown VQA benchmark 'nope'"):
     registry.resolve("gqa,nope")
+
+
+def test_runs_without_the_paper_benchmarks_average_their_own_categories():
+  from visprior_jax.eval.vqa import registry
+  s = registry.summarize({"tiny_general": 60.0, "tiny_knowledge": 40.0, "tiny_ocr": 20.0, "tiny_vision": 50.0,
+                          "mle_bench": 90.0})
+  assert s["General"] == (60.0, 1) and s["Vision-Centric"] == (50.0, 1)
+  assert s["overall"] == (42.5, 4) and s["perception"] == (40.0, 2) and s["reasoning"] == (45.0, 2)

@@ -16,6 +16,8 @@ mean of the 4 category means: Table 3's overall 37.32 = (4·46.92 + 4·28.35 + 3
 paper's §3.5 grouping, also unweighted over benchmarks. MME enters through its 0-100 primary metric
 (Perception / 20, an assumption: see ``general.py``). Means over a partial set are reported with
 the number of benchmarks they cover (records' ``n``); ``overall`` is only written when all 16 are present.
+Runs without any of the 16 (the tiny study's synthetic suite) get the same means over their own
+categorised benchmarks.
 """
 
 from __future__ import annotations
@@ -54,12 +56,18 @@ def _mean(values):
   return sum(values) / len(values) if values else None
 
 
-def summarize(primary: Mapping[str, float]) -> dict[str, tuple[float, int]]:
+def summarize(primary: Mapping[str, float], universe: Sequence[str] | None = None) -> dict[str, tuple[float, int]]:
   """{benchmark: primary value} -> {metric: (value, number of benchmarks)} for the category means,
-  perception / reasoning means and (when all 16 are present) the overall mean."""
-  paper = {k: v for k, v in primary.items() if k in PAPER16 and v is not None}
+  perception / reasoning means and (when every benchmark of the universe is present) the overall mean.
+
+  ``universe``: the benchmarks the means are over; default the paper's 16 when any of them is present,
+  else the categorised benchmarks given (e.g. the tiny study's four ``tiny_*``)."""
+  if universe is None:
+    universe = PAPER16 if any(k in PAPER16 for k in primary) else \
+        tuple(k for k in primary if k in BENCHMARKS and BENCHMARKS[k].category)
+  scores = {k: v for k, v in primary.items() if k in universe and v is not None}
   out: dict[str, tuple[float, int]] = {}
-  by_cat = {c: [v for k, v in paper.items() if BENCHMARKS[k].category == c] for c in CATEGORIES}
+  by_cat = {c: [v for k, v in scores.items() if BENCHMARKS[k].category == c] for c in CATEGORIES}
   for cat, values in by_cat.items():
     if values:
       out[cat] = (_mean(values), len(values))
@@ -67,6 +75,6 @@ def summarize(primary: Mapping[str, float]) -> dict[str, tuple[float, int]]:
     values = [v for c in cats for v in by_cat[c]]
     if values:
       out[name] = (_mean(values), len(values))
-  if len(paper) == len(PAPER16):
-    out["overall"] = (_mean(list(paper.values())), len(paper))
+  if scores and len(scores) == len(universe):
+    out["overall"] = (_mean(list(scores.values())), len(scores))
   return out
