@@ -106,7 +106,8 @@ def test_load_collects_a_study_dir_and_reads_outside_records(tmp_path):
   (root / "r3").mkdir()
   (root / "r3" / "run.json").write_text(json.dumps(dict(run="r3", tokens=10, seed=None)))
   for r in ("r2", "r3"):
-    _write(root / r / "sft" / "metrics.jsonl", [_record("x", "sft", 1, "vqa:overall", "overall", 7.0)])
+    _write(root / r / "sft" / "eval" / "metrics.jsonl", [_record("x", "sft", 1, "vqa:overall", "overall", 7.0)])
+  _write(root / "r3" / "sft" / "metrics.jsonl", [{"step": 1, "loss": 2.0}])   # a training log: not read
   with pytest.warns(UserWarning, match="r1/run.json"):
     df = store.load(root)        # no results.parquet yet: collected first
   assert (root / "results.parquet").exists()

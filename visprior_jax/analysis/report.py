@@ -278,3 +278,11 @@ def write_report(df: pd.DataFrame, out_dir, paper: bool = True, *, n_boot: int =
   if not quiet:
     print(path)
   return path
+
+
+def study_report(study_dir, out_dir: str = "", paper: bool = True, n_boot: int = 1000) -> epath.Path:
+  """Collects a study's records into its results table (study.store) and writes the report next to it
+  (default ``<study_dir>/report``); the study runner's last step."""
+  from visprior_jax.study import store
+  df = store.load(store.collect(study_dir))
+  return write_report(df, out_dir or epath.Path(study_dir) / "report", paper=paper, n_boot=n_boot)

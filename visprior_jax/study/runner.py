@@ -7,7 +7,8 @@
 Each step's state is a small JSON file under ``DIR/.study/``: ``done`` (with the hash of the step's
 spec), ``failed`` (with the one-line error; the traceback beside it) or ``running`` (a step that was
 interrupted: rerun). A finished step whose spec is unchanged is skipped; a changed one runs again
-(training steps resume from their workdir's checkpoint, evals from their records). A failed step
+(training steps resume from their workdir's checkpoint, evals from their records), and so does a
+step one of whose dependencies ran again in this invocation (like make). A failed step
 does not stop the study: the steps that need it are ``blocked`` and everything else still runs.
 Training and evaluation run in this process (one JAX runtime, compilation caches shared across
 runs); ``launch`` prints the equivalent ``visprior`` command per step instead, for clusters where
@@ -177,7 +178,7 @@ def run_study(study, root, *, only: str | None = None, log=None) -> dict[str, st
   steps = _steps(study, only)
   for i, st in enumerate(steps, 1):
     head = f"[{i}/{len(steps)}] {st['name']}"
-    if state.done(st):
+    if state.done(st) and not any(outcome.get(n) == "done" for n in st["needs"]):
       outcome[st["name"]] = "skipped"
       log(f"{head}: done earlier, skipped")
       continue

@@ -219,8 +219,8 @@ def collect(study_dir, out=None) -> epath.Path:
     if RUN_FILE in files:
       spec = _read_spec(folder / RUN_FILE, _rel(folder / RUN_FILE, root), bad)
       specs[str(folder)] = _spec_columns(spec) if spec is not None else None
-    if METRICS_FILE not in files:
-      continue
+    if METRICS_FILE not in files or "eval" not in folder.parts:
+      continue   # training runs write per-step metrics.jsonl too: only eval folders hold records
     n_files += 1
     path = folder / METRICS_FILE
     rel = _rel(path, root)
