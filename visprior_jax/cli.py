@@ -137,7 +137,7 @@ def _aot(_args):
     _fail(str(e))
   if FLAGS.out:
     with open(FLAGS.out, "w") as f:
-      json.dump(dict(config=name, topology=FLAGS.topology, num_slices=FLAGS.num_slices, **report), f, indent=1)
+      json.dump({"config": name, "topology": topo.name, "num_slices": topo.num_slices, **report}, f, indent=1)
   sys.exit(0 if ok else 1)
 
 

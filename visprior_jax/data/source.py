@@ -2,6 +2,7 @@
 
   data.kind = "mixture"     prepared ArrayRecord shards mixed by a recipe (``text_pipeline``)
   data.kind = "multimodal"  image-text instructions or captions (``multimodal``)
+  data.kind = "contrastive" (image, caption) pairs for the contrastive encoder (``contrastive``)
   data.kind = "markov"      a random Markov chain (``synthetic``; benchmarks and tests)
   data.kind = "text_bytes"  bytes of a local text file (``synthetic``)
 
@@ -22,12 +23,15 @@ def make_source(data_cfg, batch_size: int, seq_len: int, seed: int, model_vocab:
   if kind == "multimodal":
     from visprior_jax.data.multimodal import make_multimodal_source
     return make_multimodal_source(data_cfg, batch_size, seq_len, seed)
+  if kind == "contrastive":
+    from visprior_jax.data.contrastive import make_contrastive_source
+    return make_contrastive_source(data_cfg, batch_size, seq_len, seed)
   from visprior_jax.data.synthetic import MarkovTokens, TextBytes
   if kind == "markov":
     return MarkovTokens(data_cfg.get("vocab_size") or model_vocab, batch_size, seq_len, seed)
   if kind == "text_bytes":
     return TextBytes(batch_size, seq_len, seed, data_cfg.get("path", ""))
-  raise ValueError(f"data.kind={kind!r} is not one of mixture, multimodal, markov, text_bytes")
+  raise ValueError(f"data.kind={kind!r} is not one of mixture, multimodal, contrastive, markov, text_bytes")
 
 
 def refuse_state_changes(changes: list[str], allowed: bool, flag: str, note: str = "") -> None:

@@ -3,6 +3,15 @@
 Loss is token-level cross-entropy over the positions whose ``loss_mask`` is 1, averaged over the
 whole global batch (all micro-batches together, so gradient accumulation gives the same update as
 one big batch), plus an optional z-loss ``z_loss * mean(logsumexp(logits)^2)``.
+
+A task may bring its own objective instead: when it has ``loss(params, batch) -> (sum, aux)``
+(the contrastive encoder's sigmoid loss, tasks.py), that replaces the token path. The contract is
+the token path's: ``sum`` is the objective summed over the micro-batch's examples, ``aux`` holds
+``ce_sum`` (the same sum, logged as ``loss``), ``tokens`` (the number of examples it sums over:
+gradients and metrics are divided by the global total) and optionally ``z_sum``; any further aux
+entry is a per-example sum and is logged as its mean over the global batch. ``z_loss`` applies to
+the token path only. For a loss that couples examples (the sigmoid loss compares every pair in a
+batch), gradient accumulation pairs examples within each micro-batch only.
 """
 
 from __future__ import annotations
@@ -26,6 +35,8 @@ def token_losses(logits, targets):
 
 def summed_loss(task, params, batch, z_loss: float):
   """(sum of masked loss incl. z-loss, aux sums) for one (micro-)batch; ``task``: see tasks.py."""
+  if hasattr(task, "loss"):   # a task's own objective (module docstring)
+    return task.loss(params, batch)
   logits = task.logits(params, batch)
   ce, log_z = token_losses(logits, batch["targets"])
   mask = batch["loss_mask"]
@@ -51,8 +62,9 @@ def make_train_step(task, tx: optax.GradientTransformation, schedule: optax.Sche
       return jax.tree.map(jnp.add, carry, (grads, aux)), None
 
     zeros = jax.tree.map(jnp.zeros_like, params)
-    aux0 = dict(ce_sum=0.0, z_sum=0.0, tokens=0.0)
-    (grads, aux), _ = jax.lax.scan(body, (zeros, jax.tree.map(jnp.float32, aux0)), micro)
+    aux_shapes = jax.eval_shape(grad_fn, params, jax.tree.map(lambda x: x[0], micro))[1]
+    aux0 = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), aux_shapes)   # the task's aux keys, all 0
+    (grads, aux), _ = jax.lax.scan(body, (zeros, aux0), micro)
     return grads, aux
 
   def step(params, opt_state, batch, step_index):
@@ -62,8 +74,11 @@ def make_train_step(task, tx: optax.GradientTransformation, schedule: optax.Sche
     grads = jax.tree.map(lambda g: g / count, grads)
     updates, opt_state = tx.update(grads, opt_state, params)
     params = optax.apply_updates(params, updates)
-    metrics = dict(loss=aux["ce_sum"] / count, z_loss=aux["z_sum"] / count, grad_norm=optax.global_norm(grads),
-                   lr=schedule(step_index), tokens=aux["tokens"])
+    metrics = dict(loss=aux["ce_sum"] / count)
+    if "z_sum" in aux:   # the token path; a task's own loss may have none
+      metrics["z_loss"] = aux["z_sum"] / count
+    metrics.update(grad_norm=optax.global_norm(grads), lr=schedule(step_index), tokens=aux["tokens"])
+    metrics.update({k: v / count for k, v in aux.items() if k not in ("ce_sum", "z_sum", "tokens")})
     return params, opt_state, metrics
 
   return step

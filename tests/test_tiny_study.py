@@ -1,0 +1,25 @@
+"""The embedded tiny study, quick variant: every stage (world data, text pools, encoder, pretrain, align,
+SFT, eval, store, report) through the study runner; a rerun redoes nothing."""
+
+import pandas as pd
+
+from conftest import REPO
+
+from visprior_jax.study import runner, store
+
+
+def test_quick_tiny_study_end_to_end(tmp_path):
+  study = runner.load_config_file(f"{REPO}/configs/study/tiny.py:quick")
+  root = tmp_path / "tiny"
+  out = runner.run_study(study, root, log=lambda m: None)
+  assert set(out.values()) == {"done"}, out
+  df = store.load(root / "results.parquet")
+  primary = df[df["primary"]]
+  assert set(primary["run"]) == set(study.runs) == {"language_s_s0", "reasoning_s_s0"}
+  for run in study.runs:
+    got = set(primary.loc[primary["run"] == run, "benchmark"])
+    assert {"tiny_general", "tiny_knowledge", "tiny_ocr", "tiny_vision", "mle_bench", "vqa:overall"} <= got
+  assert pd.to_numeric(primary["value"]).between(0, 100).all()
+  report = (root / "report" / "report.md").read_text()
+  assert "language_s_s0" in report and "## Figures" in report
+  assert runner.run_study(study, root, log=lambda m: None) == {k: "skipped" for k in out}
