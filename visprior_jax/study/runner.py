@@ -168,10 +168,22 @@ def _steps(study, only: str | None = None, strict: bool = True) -> list[dict]:
   return ordered
 
 
-def run_study(study, root, *, only: str | None = None, log=None) -> dict[str, str]:
-  """Runs the study's pending steps; returns {step: done | failed | blocked | skipped}."""
+def _compilation_cache(root: str) -> None:
+  """Runs of one size compile the same programs (only their data differ): a persistent compilation cache
+  under the study (unless one is configured already) turns every compile after the first into a load."""
+  import jax
+  if not jax.config.jax_compilation_cache_dir and "://" not in root:
+    jax.config.update("jax_compilation_cache_dir", str(epath.Path(root) / ".study" / "jax_cache"))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+
+
+def run_study(study, root, *, only: str | None = None, log=None, cache: bool = False) -> dict[str, str]:
+  """Runs the study's pending steps; returns {step: done | failed | blocked | skipped}. ``cache``: turn on
+  the persistent compilation cache under the study (process-wide; ``visprior study run`` does)."""
   log = log or (lambda msg: print(msg, flush=True))
   root = str(root)
+  if cache:
+    _compilation_cache(root)
   state = StudyState(root)
   write_run_specs(study, root)
   outcome: dict[str, str] = {}
@@ -286,7 +298,7 @@ def launch_commands(study, root, prefix: str = "") -> list[str]:
 
 def main_command(action: str, study, root, only: str | None = None, prefix: str = "") -> int:
   if action == "run":
-    outcome = run_study(study, root, only=only)
+    outcome = run_study(study, root, only=only, cache=True)
     print(status_table(study, root))
     return 1 if any(v == "failed" for v in outcome.values()) else 0
   if action == "status":
