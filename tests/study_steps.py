@@ -13,3 +13,9 @@ def fail(log: str, name: str, fixed: str) -> None:
   if not pathlib.Path(fixed).exists():
     raise RuntimeError(f"{name} is broken\nsecond line")
   record(log, name)
+
+
+def preempted(log: str, name: str) -> None:
+  from visprior_jax.study.runner import StudyInterrupted
+  record(log, name)
+  raise StudyInterrupted(f"{name}: preempted at step 3 (saved); rerun the study to resume")

@@ -147,3 +147,12 @@ def test_cli_status(tmp_path):
                      cwd=REPO, env=subprocess_env(), capture_output=True, text=True, timeout=300)
   assert p.returncode == 0, p.stderr[-1500:]
   assert "mix10" in p.stdout and "0 done, 0 failed, 0 blocked, 0 interrupted, 55 pending" in p.stdout
+
+
+def test_preemption_stops_the_study_and_the_step_resumes_next_time(tmp_path):
+  log = str(tmp_path / "log.txt")
+  pre = spec.step("a", "python", call="study_steps:preempted", kwargs=dict(log=log, name="a"))
+  study = _study(tmp_path, [pre, _py("b", log)])
+  root = tmp_path / "s"
+  assert runner.run_study(study, root, log=lambda m: None) == {"a": "interrupted"}
+  assert "1 interrupted" in runner.status_table(study, root) and "1 pending" in runner.status_table(study, root)

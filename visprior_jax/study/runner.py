@@ -35,6 +35,10 @@ from visprior_jax.study import spec as spec_lib
 REPO = epath.Path(__file__).resolve().parents[2]
 
 
+class StudyInterrupted(RuntimeError):
+  """SIGTERM (preemption) reached a training step: it saved; the study stops and resumes when rerun."""
+
+
 # ---------------------------------------------------------------------------------------------
 # Configs
 
@@ -128,6 +132,8 @@ def run_step(st: Mapping, root: str, paths: Mapping | None = None) -> None:
     if config.get("stage", "pretrain") != st["stage"]:
       raise ValueError(f"{st['config']} is a {config.get('stage', 'pretrain')} config, not {st['stage']}")
     result = train(config, wd)
+    if result.status == "preempted":
+      raise StudyInterrupted(f"{st['name']}: preempted at step {result.step} (saved); rerun the study to resume")
     if result.status != "finished":
       raise RuntimeError(f"training {result.status} at step {result.step}; run the study again to resume")
   elif st["stage"] == "eval":
@@ -178,7 +184,8 @@ def _compilation_cache(root: str) -> None:
 
 
 def run_study(study, root, *, only: str | None = None, log=None, cache: bool = False) -> dict[str, str]:
-  """Runs the study's pending steps; returns {step: done | failed | blocked | skipped}. ``cache``: turn on
+  """Runs the study's pending steps; returns {step: done | failed | blocked | skipped | interrupted}; a
+  preempted (SIGTERM) training step stops the study there. ``cache``: turn on
   the persistent compilation cache under the study (process-wide; ``visprior study run`` does)."""
   log = log or (lambda msg: print(msg, flush=True))
   root = str(root)
@@ -206,6 +213,10 @@ def run_study(study, root, *, only: str | None = None, log=None, cache: bool = F
     log(f"{head}: running ({st['stage']})")
     try:
       run_step(st, root, _paths(study))
+    except StudyInterrupted as e:   # left "running" (= interrupted): the next run resumes it
+      log(f"{head}: {e}")
+      outcome[st["name"]] = "interrupted"
+      break
     except Exception as e:  # noqa: BLE001 - recorded; the study goes on
       msg = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"[:500]
       (state.dir / f"{_safe(st['name'])}.traceback.txt").write_text(traceback.format_exc())
@@ -300,7 +311,7 @@ def main_command(action: str, study, root, only: str | None = None, prefix: str 
   if action == "run":
     outcome = run_study(study, root, only=only, cache=True)
     print(status_table(study, root))
-    return 1 if any(v == "failed" for v in outcome.values()) else 0
+    return 1 if any(v in ("failed", "interrupted") for v in outcome.values()) else 0
   if action == "status":
     print(status_table(study, root))
     return 0
