@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 export JAX_PLATFORMS ?= cpu
 export HF_HUB_OFFLINE = 1
 
-.PHONY: demo test test-fast bench clean
+.PHONY: demo test test-fast bench scale-table clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,10 @@ bench: $(VENV)/.core
 	$(BIN)/python bench/train_step.py --config=configs/pretrain.py:bench_cpu
 	$(BIN)/visprior data prepare --config=configs/data/demo.py
 	$(BIN)/python bench/data_pipeline.py --tokenizers bytes,gpt2,llama3,sentencepiece32k,runs/data/demo/tokenizer.json
+
+# docs/scale.md: every preset AOT-compiled for TPU topologies (libtpu from the test extra; ~15-20 min on 2 cores).
+scale-table: $(VENV)/.test
+	$(BIN)/python scripts/scale_table.py --jobs 2
 
 clean:
 	rm -rf $(VENV) runs
