@@ -178,3 +178,19 @@ def aot_command(command: list[str], topology: str, num_slices: int) -> list[str]
   if num_slices > 1:
     out.append(f"--num_slices={num_slices}")
   return out
+
+
+def preflight(command: list[str], topology: str, num_slices: int, run_aot: bool, run) -> None:
+  """Checks shared by the TPU launchers: DCN mesh for multi-slice, and the `visprior aot` pre-flight
+  (run when ``run_aot``, else printed)."""
+  if num_slices > 1 and not any("dcn_mesh" in t for t in command):
+    warn(f"{num_slices} slices but no --config.dcn_mesh.* in the command: add "
+         f"--config.dcn_mesh.data=-1 so only data parallelism crosses the slow DCN links")
+  if is_train_command(command):
+    aot = aot_command(command, topology, num_slices)
+    if run_aot:
+      run(aot)
+    else:
+      note(f"pre-flight (compile for the topology on this machine first, or pass --aot): {shlex.join(aot)}")
+  elif run_aot:
+    fail("--aot needs a `visprior pretrain|align|sft ...` command")

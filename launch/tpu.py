@@ -139,17 +139,7 @@ def run_command(args, command: list[str], tpu: Tpu, run: L.Runner) -> None:
     L.fail(f"refusing --node={args.node}: all {args.num_slices} slices must run the command. Use --node=all.")
   L.check_workdir(command, processes, "each host would write its own checkpoints, and a resumed run "
                   "(possibly on other hosts) would not find them.")
-  if args.num_slices > 1 and not any("dcn_mesh" in t for t in command):
-    L.warn(f"{args.num_slices} slices but no --config.dcn_mesh.* in the command: add "
-           f"--config.dcn_mesh.data=-1 so only data parallelism crosses the slow DCN links")
-  if L.is_train_command(command):
-    aot = L.aot_command(command, acc.aot_name, args.num_slices)
-    if args.aot:
-      run(aot)
-    else:
-      L.note(f"pre-flight (compile for the topology on this machine first, or pass --aot): {shlex.join(aot)}")
-  elif args.aot:
-    L.fail("--aot needs a `visprior pretrain|align|sft ...` command")
+  L.preflight(command, acc.aot_name, args.num_slices, args.aot, run)
 
   # The venv's bin first on PATH (so `visprior` and `python` are the installed ones), then the command.
   env = " ".join(f"{k}={shlex.quote(v)}" for k, v in L.parse_env(args.env))

@@ -46,17 +46,7 @@ def run_workload(args, command: list[str], run: L.Runner) -> None:
   acc = L.parse_accelerator(args.tpu_type)
   L.check_workdir(command, acc.hosts * args.num_slices, "the containers' disks are lost when the workload "
                   "ends or restarts, so nothing could resume.", always=True)
-  if args.num_slices > 1 and not any("dcn_mesh" in t for t in command):
-    L.warn(f"{args.num_slices} slices but no --config.dcn_mesh.* in the command: add "
-           f"--config.dcn_mesh.data=-1 so only data parallelism crosses the slow DCN links")
-  if L.is_train_command(command):
-    aot = L.aot_command(command, acc.aot_name, args.num_slices)
-    if args.aot:
-      run(aot)
-    else:
-      L.note(f"pre-flight (compile for the topology on this machine first, or pass --aot): {shlex.join(aot)}")
-  elif args.aot:
-    L.fail("--aot needs a `visprior pretrain|align|sft ...` command")
+  L.preflight(command, acc.aot_name, args.num_slices, args.aot, run)
   image = ([f"--docker-image={args.docker_image}"] if args.docker_image else
            [f"--base-docker-image={args.base_docker_image}", f"--script-dir={args.script_dir}"])
   extra = ([f"--priority={args.priority}"] if args.priority else []) + \
