@@ -9,13 +9,15 @@
   visprior convert hf-to-native --src=HF_DIR --dst=DIR [--verify]
   visprior convert native-to-hf --src=DIR --dst=HF_DIR [--verify]
   visprior eval lm|vqa|judge|alignment|all --config=configs/eval.py --config.checkpoint=DIR [--config.x=y ...]
-  visprior study run|status|launch --config=configs/study/<name>.py --workdir=DIR [--only=REGEX]
+  visprior study run|status|launch|report --config=configs/study/<name>.py --workdir=DIR [--only=REGEX]
   visprior data prepare         --config=configs/data/<name>.py
   visprior data train-tokenizer --config=configs/data/<name>.py
   visprior data label           --config=configs/data/label_endpoint.py[:lexical] --prepared=DIR [--sources=a,b]
   visprior data label-report    --prepared=DIR [--sources=a,b] [--out=FILE.json]
   visprior data label-instructions --config=configs/data/instruction_label_endpoint.py --src=FILE
                                 --image_root=DIR --out=FILE.jsonl [--ablate=perception --dst=DIR]
+  visprior mix fit|propose|validate --results=STUDY_DIR|results.parquet|paper[:Table 1] [--target=vqa_overall]
+                                [--k=4] [--predictor=gp] [--out=DIR|FILE.py|FILE.md]   (visprior_jax/mixopt/)
 
 Configuration errors print one line (``error: ...``) and exit with status 2. ``aot`` exits with 1
 when the step does not fit (with --search: when nothing fits).
@@ -28,7 +30,7 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-COMMANDS = ("pretrain", "align", "sft", "encoder", "model-info", "aot", "convert", "eval", "data", "study")
+COMMANDS = ("pretrain", "align", "sft", "encoder", "model-info", "aot", "convert", "eval", "data", "study", "mix")
 DATA_COMMANDS = ("prepare", "train-tokenizer", "label", "label-report", "label-instructions")
 FLAGS = flags.FLAGS
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file and argument, e.g. configs/pretrain.py:demo.",
@@ -52,6 +54,12 @@ flags.DEFINE_string("ablate", None, "data label-instructions: write the 100/50/0
                     "category (perception | reasoning | others) under --dst.")
 flags.DEFINE_string("only", None, "study run: only the steps whose name matches this regex.")
 flags.DEFINE_string("prefix", "", "study launch: prepended to every printed command (e.g. a launcher).")
+flags.DEFINE_string("results", None, "mix: a study directory, a results .parquet/.csv, or paper[:<table>] "
+                    "(comma-separated to join several).")
+flags.DEFINE_string("target", "vqa_overall", "mix: the measure to optimise (vqa_overall, vqa_general, ..., lm_ppl).")
+flags.DEFINE_integer("k", 4, "mix propose: how many mixtures to propose.")
+flags.DEFINE_string("predictor", "gp", "mix propose: the predictor behind the expected improvement "
+                    "(scheffe, shukor, gp, linear, boosting).")
 
 
 def _fail(msg: str) -> None:
@@ -200,13 +208,33 @@ def _eval(args):
 def _study(args):
   from visprior_jax.study import runner
   sub = args[2] if len(args) > 2 else ""
-  if sub not in ("run", "status", "launch"):
-    _fail("usage: visprior study run|status|launch --config=configs/study/<name>.py --workdir=DIR")
+  if sub not in ("run", "status", "launch", "report"):
+    _fail("usage: visprior study run|status|launch|report --config=configs/study/<name>.py --workdir=DIR")
   if _CONFIG.value is None or not FLAGS.workdir:
     _fail("--config (a configs/study/*.py file) and --workdir are required")
   try:
     sys.exit(runner.main_command(sub, _CONFIG.value, FLAGS.workdir, only=FLAGS.only, prefix=FLAGS.prefix))
   except (ValueError, KeyError, FileNotFoundError) as e:
+    _fail(str(e))
+
+
+def _mix(args):
+  """Mixture optimizer (visprior_jax/mixopt/commands.py): fit predictors, propose mixtures, validate."""
+  import os
+  os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")   # tiny matrices: BLAS threads only slow them (mixopt)
+  from visprior_jax.mixopt import commands
+  sub = args[2] if len(args) > 2 else ""
+  if sub not in ("fit", "propose", "validate"):
+    _fail("usage: visprior mix fit|propose|validate --results=... [--target=vqa_overall] [--k=N] [--out=...]")
+  try:
+    if sub == "fit":
+      commands.fit_command(FLAGS.results, FLAGS.target, FLAGS.out)
+    elif sub == "propose":
+      commands.propose_command(FLAGS.results, FLAGS.target, FLAGS.k, FLAGS.out, FLAGS.predictor,
+                               command=" ".join(["visprior", *sys.argv[1:]]))
+    else:
+      commands.validate_command(FLAGS.out or "docs/mixture_optimizer.md", tiny=FLAGS.results or "runs/tiny_study")
+  except (ValueError, FileNotFoundError) as e:
     _fail(str(e))
 
 
@@ -226,7 +254,7 @@ def main(argv):
   if argv[1] in ("pretrain", "align", "sft", "encoder", "model-info", "aot") and _CONFIG.value is None:
     _fail("--config is required, e.g. --config=configs/pretrain.py:demo")
   {"pretrain": _train, "align": _train, "sft": _train, "encoder": _train, "model-info": _model_info,
-   "aot": _aot, "convert": _convert, "eval": _eval, "data": _data, "study": _study}[argv[1]](argv)
+   "aot": _aot, "convert": _convert, "eval": _eval, "data": _data, "study": _study, "mix": _mix}[argv[1]](argv)
 
 
 def run():

@@ -3,6 +3,7 @@
   visprior study run    --config=configs/study/<name>.py --workdir=DIR [--only=REGEX]
   visprior study status --config=configs/study/<name>.py --workdir=DIR
   visprior study launch --config=configs/study/<name>.py --workdir=gs://... [--prefix="python launch/tpu.py run ... --"]
+  visprior study report --config=configs/study/<name>.py --workdir=DIR   (re-collect results, rewrite the report)
 
 Each step's state is a small JSON file under ``DIR/.study/``: ``done`` (with the hash of the step's
 spec), ``failed`` (with the one-line error; the traceback beside it) or ``running`` (a step that was
@@ -311,14 +312,21 @@ def main_command(action: str, study, root, only: str | None = None, prefix: str 
   if action == "run":
     outcome = run_study(study, root, only=only, cache=True)
     print(status_table(study, root))
+    report = epath.Path(root) / "report" / "report.md"
+    if report.exists():
+      print(f"report: {report}  (figures: {report.parent / 'figures'})")
     return 1 if any(v in ("failed", "interrupted") for v in outcome.values()) else 0
+  if action == "report":
+    from visprior_jax.analysis.report import study_report
+    study_report(root)
+    return 0
   if action == "status":
     print(status_table(study, root))
     return 0
   if action == "launch":
     print("\n".join(launch_commands(study, root, prefix)))
     return 0
-  raise ValueError("usage: visprior study run|status|launch --config=configs/study/<name>.py --workdir=DIR")
+  raise ValueError("usage: visprior study run|status|launch|report --config=configs/study/<name>.py --workdir=DIR")
 
 
 __all__ = ["apply_overrides", "launch_commands", "load_config_file", "main_command", "run_study", "status_table",
