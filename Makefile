@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 export JAX_PLATFORMS ?= cpu
 export HF_HUB_OFFLINE = 1
 
-.PHONY: demo test test-fast bench scale-table clean
+.PHONY: demo test test-fast bench scale-table mix-report clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,10 @@ bench: $(VENV)/.core
 # docs/scale.md: every preset AOT-compiled for TPU topologies (libtpu from the test extra; ~15-20 min on 2 cores).
 scale-table: $(VENV)/.test
 	$(BIN)/python scripts/scale_table.py --jobs 2
+
+# docs/mixture_optimizer.md: the mixture optimizer validated on Table 1 (+ the tiny study when run; ~1.5 min).
+mix-report: $(VENV)/.core
+	$(BIN)/python scripts/mixture_optimizer_report.py --tiny=runs/tiny_study
 
 clean:
 	rm -rf $(VENV) runs
