@@ -156,3 +156,41 @@ def test_preemption_stops_the_study_and_the_step_resumes_next_time(tmp_path):
   root = tmp_path / "s"
   assert runner.run_study(study, root, log=lambda m: None) == {"a": "interrupted"}
   assert "1 interrupted" in runner.status_table(study, root) and "1 pending" in runner.status_table(study, root)
+
+
+def test_launched_commands_parse_to_the_configs_the_runner_builds(tmp_path):
+  """Every printed train/eval command, parsed by absl's config flags as ``visprior`` parses it (+ its
+  ``--overrides`` JSON), gives the config the runner itself would run (lists, dicts and type changes included)."""
+  import shlex
+
+  from absl import flags as absl_flags
+  from ml_collections import config_flags
+  study = runner.load_config_file(f"{REPO}/configs/study/tiny.py")
+  steps = [s for s in runner._steps(study) if s["stage"] in ("pretrain", "align", "sft", "eval")]
+  cmds = runner.launch_commands(study, str(tmp_path))
+  by_workdir = {}
+  for c in cmds:
+    argv = shlex.split(c)
+    if argv[1] in ("pretrain", "align", "sft", "eval"):
+      by_workdir.setdefault(argv[1], []).append(argv)
+  firsts = list({s["stage"]: s for s in reversed(steps)}.values())
+  assert {s["stage"] for s in firsts} == {"pretrain", "align", "sft", "eval"}
+  for st in firsts:
+    resolved = runner._resolved(st, str(tmp_path), {})
+    expected = runner.load_config_file(st["config"])
+    runner.apply_overrides(expected, resolved["overrides"])
+    stage = "eval" if st["stage"] == "eval" else st["stage"]
+    argv = next(a for a in by_workdir[stage] if all(
+        f"--config.{k}={v}" in a or any(x.startswith("--overrides=") and json.dumps({k: v})[1:-1] in x for x in a)
+        for k, v in resolved["overrides"].items()))
+    args = [argv[0]] + [a for a in argv if a.startswith("--")]
+    fv = absl_flags.FlagValues()
+    holder = config_flags.DEFINE_config_file("config", None, "", flag_values=fv, lock_config=True, sys_argv=args)
+    absl_flags.DEFINE_string("overrides", None, "", flag_values=fv)
+    absl_flags.DEFINE_string("workdir", None, "", flag_values=fv)
+    fv(args)
+    got = holder.value
+    if fv.overrides:
+      with got.unlocked():
+        runner.apply_overrides(got, json.loads(fv.overrides))
+    assert got.to_dict() == expected.to_dict(), st["name"]

@@ -54,6 +54,9 @@ flags.DEFINE_string("ablate", None, "data label-instructions: write the 100/50/0
                     "category (perception | reasoning | others) under --dst.")
 flags.DEFINE_string("only", None, "study run: only the steps whose name matches this regex.")
 flags.DEFINE_string("prefix", "", "study launch: prepended to every printed command (e.g. a launcher).")
+flags.DEFINE_string("overrides", None, "A JSON object of dotted config keys -> values, applied after the "
+                    "--config.x=y flags; for values those flags cannot set (lists, dicts, a changed type). "
+                    "visprior study launch prints them this way.")
 flags.DEFINE_string("results", None, "mix: a study directory, a results .parquet/.csv, or paper[:<table>] "
                     "(comma-separated to join several).")
 flags.DEFINE_string("target", "vqa_overall", "mix: the measure to optimise (vqa_overall, vqa_general, ..., lm_ppl).")
@@ -238,6 +241,24 @@ def _mix(args):
     _fail(str(e))
 
 
+def _apply_json_overrides(text: str) -> None:
+  import json
+  from visprior_jax.study.runner import apply_overrides
+  if _CONFIG.value is None:
+    _fail("--overrides needs --config")
+  try:
+    overrides = json.loads(text)
+  except json.JSONDecodeError as e:
+    _fail(f"--overrides is not JSON: {e}")
+  if not isinstance(overrides, dict):
+    _fail("--overrides must be a JSON object of dotted config keys, e.g. '{\"data.sources\": [...]}'")
+  try:
+    with _CONFIG.value.unlocked():
+      apply_overrides(_CONFIG.value, overrides)
+  except (KeyError, TypeError, ValueError) as e:
+    _fail(f"--overrides: {e}")
+
+
 def _sparkline(values, width: int = 40) -> str:
   bars = "▁▂▃▄▅▆▇█"
   step = max(1, len(values) // width)
@@ -249,6 +270,8 @@ def _sparkline(values, width: int = 40) -> str:
 def main(argv):
   if not FLAGS["verbosity"].present:  # orbax and absl log every save at INFO; keep the console readable
     logging.set_verbosity(logging.WARNING)
+  if FLAGS.overrides:
+    _apply_json_overrides(FLAGS.overrides)
   if len(argv) < 2 or argv[1] not in COMMANDS:
     _fail(f"usage: visprior {{{'|'.join(COMMANDS)}}} [flags]; see visprior_jax/cli.py")
   if argv[1] in ("pretrain", "align", "sft", "encoder", "model-info", "aot") and _CONFIG.value is None:

@@ -279,12 +279,26 @@ def status_table(study, root) -> str:
   return "\n".join(lines)
 
 
-def _flag_value(value) -> str:
-  if isinstance(value, bool):
-    return str(value)
-  if isinstance(value, (list, dict)):
-    return json.dumps(value)
-  return str(value)
+def _current(config, key: str):
+  node = config
+  for part in key.split("."):
+    if not hasattr(node, "keys") or part not in node:
+      return None
+    node = node[part]
+  return node
+
+
+def _flags(overrides: Mapping, config) -> list[str]:
+  """``--config.key=value`` where absl's config flags can set it (a scalar of the field's own type);
+  everything else (lists, dicts, None fields, a changed type) in one ``--overrides=<JSON>``
+  (visprior_jax/cli.py), which applies them the way the runner does."""
+  def flag_ok(k, v):
+    cur = _current(config, k)
+    return isinstance(v, (bool, int, float, str)) and cur is not None and (
+        type(cur) is type(v) or (isinstance(cur, float) and type(v) is int))
+  scalars = {k: v for k, v in overrides.items() if flag_ok(k, v)}
+  rest = {k: v for k, v in overrides.items() if k not in scalars}
+  return [f"--config.{k}={v}" for k, v in scalars.items()] + ([f"--overrides={json.dumps(rest)}"] if rest else [])
 
 
 def launch_commands(study, root, prefix: str = "") -> list[str]:
@@ -292,7 +306,7 @@ def launch_commands(study, root, prefix: str = "") -> list[str]:
   out = []
   for st in _steps(study):
     st = _resolved(st, str(root), _paths(study))
-    flags = [f"--config.{k}={_flag_value(v)}" for k, v in st["overrides"].items()]
+    flags = _flags(st["overrides"], load_config_file(st["config"])) if st["config"] else []
     if st["stage"] in spec_lib.TRAIN_STAGES:
       cmd = ["visprior", st["stage"], f"--config={st['config']}", f"--workdir={spec_lib.workdir(st, str(root))}"]
     elif st["stage"] == "eval":
