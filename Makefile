@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 export JAX_PLATFORMS ?= cpu
 export HF_HUB_OFFLINE = 1
 
-.PHONY: demo test test-fast bench scale-table mix-report clean
+.PHONY: demo demo-pretrain test test-fast bench scale-table mix-report clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -19,7 +19,13 @@ $(VENV)/.test: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q -e '.[test]'
 	touch $@ $(VENV)/.core
 
+# The embedded tiny study (configs/study/tiny.py): 16 runs pretrain -> align -> SFT -> eval, then the
+# report. Resumable: a second `make demo` skips what is done and rewrites the report.
 demo: $(VENV)/.core
+	$(BIN)/visprior study run --config=configs/study/tiny.py --workdir=runs/tiny_study
+
+# The earlier text-only demo: data prepare + labels + one tiny pre-training run (~2 minutes).
+demo-pretrain: $(VENV)/.core
 	$(BIN)/visprior data prepare --config=configs/data/demo.py
 	$(BIN)/visprior data label --config=configs/data/label_endpoint.py:lexical --prepared=runs/data/demo
 	$(BIN)/visprior data label-report --prepared=runs/data/demo

@@ -40,7 +40,8 @@ def setup(tmp_path_factory):
   task = make_task(_module("configs/sft.py", "sft_config").get_config("tiny"))
   task.export(root / "ckpt", task.init_params(0))
   for name, bench in registry.BENCHMARKS.items():
-    WRITERS[name](root / "vqa" / bench.folder)
+    if name in WRITERS:    # the tiny *_open benchmarks read the folders of their MC twins
+      WRITERS[name](root / "vqa" / bench.folder)
   fixtures_lm.write_all(root / "lm")
   return root
 

@@ -18,7 +18,8 @@ def test_quick_tiny_study_end_to_end(tmp_path):
   assert set(primary["run"]) == set(study.runs) == {"language_s_s0", "reasoning_s_s0"}
   for run in study.runs:
     got = set(primary.loc[primary["run"] == run, "benchmark"])
-    assert {"tiny_general", "tiny_knowledge", "tiny_ocr", "tiny_vision", "mle_bench", "vqa:overall"} <= got
+    assert {"tiny_general_open", "tiny_knowledge_open", "tiny_ocr", "tiny_vision_open", "mle_bench",
+            "vqa:overall"} <= got
   assert pd.to_numeric(primary["value"]).between(0, 100).all()
   report = (root / "report" / "report.md").read_text()
   assert "language_s_s0" in report and "## Figures" in report

@@ -7,6 +7,7 @@ Sets (``--config.vqa.benchmarks``, comma-separated names and/or set names):
   cambrian  paper16 + DocVQA and MMVP (Cambrian-1 comparability)
   tiny      the embedded study's synthetic suite: tiny_general, tiny_knowledge, tiny_ocr, tiny_vision
             (``tiny.py``) and MLE-Bench in its released layout (``study/world.py`` writes all five)
+  tiny_open the same with tiny_general / tiny_knowledge / tiny_vision asked open (``*_open``; the tiny study)
   all       every registered benchmark, MLE-Bench and the tiny ones included
 
 Summary (:func:`summarize`, PAPER.md 4.2): each category's score is the unweighted mean of its
@@ -32,7 +33,9 @@ BENCHMARKS: dict[str, Benchmark] = {b.name: b for m in (general, knowledge, ocr,
 PAPER16 = ("gqa", "mme", "mmbench", "seed", "scienceqa", "mmmu", "ai2d", "mathvista", "textvqa", "chartqa",
            "ocrbench", "realworldqa", "blink", "coco", "ade", "omni3d")
 SETS = {"paper16": PAPER16, "cambrian": PAPER16 + ("docvqa", "mmvp"),
-        "tiny": ("tiny_general", "tiny_knowledge", "tiny_ocr", "tiny_vision", "mle_bench"), "all": tuple(BENCHMARKS)}
+        "tiny": ("tiny_general", "tiny_knowledge", "tiny_ocr", "tiny_vision", "mle_bench"),
+        "tiny_open": ("tiny_general_open", "tiny_knowledge_open", "tiny_ocr", "tiny_vision_open", "mle_bench"),
+        "all": tuple(BENCHMARKS)}
 PERCEPTION = ("General", "OCR & Chart")
 REASONING = ("Knowledge", "Vision-Centric")
 
