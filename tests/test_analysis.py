@@ -258,3 +258,16 @@ def test_notebooks_execute(results, tmp_path):
   for name in outcome:
     assert (tmp_path / "nb" / f"{name}.ipynb").exists()
   assert (tmp_path / "nb" / "figures" / "spearman.png").exists()
+
+
+def test_two_seeds_that_agree_in_sign_are_not_enough_for_a_claim():
+  """Two paired seeds, both differences positive (+1 and +3): the bootstrap range alone would exclude
+  0; the reported interval also covers Student's t (df 1: mean 2 +- 12.7 x 1) and says not significant.
+  Ten seeds with the same mean and spread are significant."""
+  runs = pd.DataFrame({"mixture": ["a", "a", "b", "b"], "seed": [0, 1, 0, 1], "overall": [11.0, 13.0, 10.0, 10.0]})
+  e = stats.effect_size(runs, "overall", "a", "b", by="mixture")
+  assert e.paired and e.diff == 2.0 and e.verdict == "not significant"
+  assert e.ci_lo == pytest.approx(2 - 12.706 * 1.0, abs=1e-2) and e.ci_hi == pytest.approx(2 + 12.706, abs=1e-2)
+  many = pd.DataFrame({"mixture": ["a"] * 10 + ["b"] * 10, "seed": list(range(10)) * 2,
+                       "overall": [11.0, 13.0] * 5 + [10.0] * 10})
+  assert stats.effect_size(many, "overall", "a", "b", by="mixture").verdict == "a higher"
