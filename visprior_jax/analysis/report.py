@@ -225,7 +225,8 @@ def _effects_section(runs: pd.DataFrame, paper: bool, n_boot: int, seed: int) ->
     out.append("- Paper, Table 3 (7B / 1T, one run each, no interval): Balanced - Language-Favorable = +1.32 Avg VQA "
                "(38.64 vs 37.32) and +0.008 language accuracy (0.655 vs 0.647); Table 6: blind SFT adds +0.88 and "
                "+0.92.")
-  return (["## Effects\n", "Differences of group means with 95% bootstrap intervals over seeds.\n"] + out) if out \
+  return (["## Effects\n", "Differences of group means; 95% intervals over seeds (the union of an expanded bootstrap "
+           "interval and the t interval, analysis/stats.py), so few seeds give wide intervals.\n"] + out) if out \
       else []
 
 
