@@ -116,6 +116,48 @@ def _measured(fn, *args):
   return value, _others_share(a, _cpu_snapshot())
 
 
+@dataclasses.dataclass
+class StepTimes:
+  first_step_s: float            # the first step after compilation, loss fetched
+  first_loss: float
+  times: list                    # every timed step, each synchronised on its own
+  repeat_medians: list
+  pipelined_s: float             # mean of N more steps dispatched back to back, one sync at the end
+  others_share: float            # other processes' share of the machine's CPU while timing
+  last_loss: float
+
+
+def time_steps(run_one, loss, steps: int, warmup: int, repeats: int) -> StepTimes:
+  """The timing protocol of the module docstring, for any jitted train step: ``run_one()`` dispatches
+  the next step and returns its outputs (new state and metrics), ``loss(outputs)`` picks the loss.
+  bench/vs_maxtext.py times MaxText's step with this same function."""
+  import jax
+  t0 = time.perf_counter()
+  out = run_one()
+  first_loss = float(jax.device_get(loss(out)))
+  first_step_s = time.perf_counter() - t0
+  for _ in range(max(warmup - 1, 0)):
+    jax.block_until_ready(run_one())
+  times, repeat_medians = [], []
+  snap = _cpu_snapshot()
+  for _ in range(repeats):
+    rep = []
+    for _ in range(steps):
+      t0 = time.perf_counter()
+      jax.block_until_ready(run_one())
+      rep.append(time.perf_counter() - t0)
+    times += rep
+    repeat_medians.append(statistics.median(rep))
+  t0 = time.perf_counter()
+  for _ in range(steps):
+    out = run_one()
+  jax.block_until_ready(out)
+  pipelined_s = (time.perf_counter() - t0) / steps
+  others = _others_share(snap, _cpu_snapshot())
+  return StepTimes(first_step_s, first_loss, times, repeat_medians, pipelined_s, others,
+                   float(jax.device_get(loss(out))))
+
+
 def _cost_flops(compiled) -> float:
   try:
     cost = compiled.cost_analysis()
@@ -201,33 +243,12 @@ def main(argv):
       nonlocal params, opt_state, i
       params, opt_state, m = compiled(params, opt_state, batch, jnp.int32(i))
       i += 1
-      return m
+      return params, opt_state, m
 
-    t0 = time.perf_counter()
-    m = run_one()
-    first_loss = float(jax.device_get(m["loss"]))
-    first_step_s = time.perf_counter() - t0
-    for _ in range(max(FLAGS.warmup - 1, 0)):
-      jax.block_until_ready(run_one())
-
-    times, repeat_medians = [], []
-    snap = _cpu_snapshot()
-    for _ in range(FLAGS.repeats):
-      rep = []
-      for _ in range(steps):
-        t0 = time.perf_counter()
-        jax.block_until_ready(run_one())
-        rep.append(time.perf_counter() - t0)
-      times += rep
-      repeat_medians.append(statistics.median(rep))
-
-    t0 = time.perf_counter()
-    for _ in range(steps):
-      m = run_one()
-    jax.block_until_ready((params, opt_state, m))
-    pipelined_s = (time.perf_counter() - t0) / steps
-    others_timing = _others_share(snap, _cpu_snapshot())
-    last_loss = float(jax.device_get(m["loss"]))
+    timed = time_steps(run_one, lambda out: out[2]["loss"], steps, FLAGS.warmup, FLAGS.repeats)
+    first_loss, first_step_s, last_loss = timed.first_loss, timed.first_step_s, timed.last_loss
+    times, repeat_medians, pipelined_s = timed.times, timed.repeat_medians, timed.pipelined_s
+    others_timing = timed.others_share
     if FLAGS.profile:
       jax.block_until_ready(run_one())
       with jax.profiler.trace(FLAGS.profile, create_perfetto_trace=True):
