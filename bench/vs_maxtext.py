@@ -41,7 +41,8 @@ Remat, ours -> MaxText ``remat_policy`` (the tensors each layer saves; everythin
 ``--best`` runs every candidate policy of each side once (ours: none minimal dots dots_except_mlp full;
 MaxText: the four above plus save_dot_except_mlp, save_dot_except_mlpwi, save_qkv_proj, save_out_proj),
 keeps the fastest that ran (a run that dies out of memory "does not fit"), then runs the A/B rounds
-with each side at its own best policy.
+with each side at its own best policy (``--candidates-ours`` / ``--candidates-maxtext`` narrow the lists).
+``--profile DIR`` traces 3 steps of every run (Perfetto) and writes its compiled HLO beside the trace.
 
 Measurement, identical for both sides: one synthetic batch put on the devices once and reused (data
 loading is not measured), the step compiled ahead of time, then ``train_step.time_steps``: W warm-up
@@ -49,9 +50,18 @@ steps, N steps each synchronised with ``block_until_ready`` (the median is the s
 pipelined steps with one sync. Ours is ``bench/train_step.py`` itself; MaxText's step is built by its
 own ``train_utils.setup_train_loop`` + ``jit_train_and_eval_step`` (what ``train.train_loop`` runs)
 and timed by the same function. A round runs MaxText then ours, the next round the other order.
+``--maxtext-cli`` adds MaxText's stock loop (``train.main``, its per-step "seconds" log lines) to every
+round as a check on that harness. MaxText's persistent compilation cache (``jax_cache_dir`` in its
+base.yml, ~/jax_cache) is turned off so that its compile times are real.
 
-Reported per comparison: median tokens/s of each side over the rounds, the ratio (ours / MaxText) of
-the medians and the median of the per-round ratios, MFU of both (DESIGN.md: ``models/flops.py``
+Noise (a shared 2-core machine): a run whose timed steps saw other processes take more than
+``--quiet`` (0.1) of the CPU is repeated up to ``--retries`` times and the least contended attempt
+kept; a round counts only when its two runs' contention differs by at most ``--match`` (0.1), so a
+quiet MaxText run is never divided by a contended one of ours or the reverse. ``--summarize FILE``
+recomputes every comparison's summary from the run lines of an ``--out`` file.
+
+Reported per comparison: median tokens/s of each side over the matched rounds, the ratio (ours /
+MaxText) of the medians and the median of the per-round ratios, MFU of both (DESIGN.md: ``models/flops.py``
 causal FLOPs/token x tokens/s / peak, the peak being the median of every in-process float32 2048^2
 matmul peak of the comparison's runs, so both sides share one peak and the MFU ratio is the speed
 ratio), and each run's ``others_cpu_share`` (other processes' CPU while timing; > 0.1 = contended).
