@@ -83,7 +83,7 @@ def _alpha(img: np.ndarray, bg: float, rgb) -> np.ndarray:
 def test_mle_levels_hold_and_fractions_match_the_pixels():
   for level, (lo, hi) in W.MLE_LEVELS.items():
     for i in range(12):
-      rng = W._rng(0, "test-mle", level, i)
+      rng = W.stream(0, "test-mle", level, i)
       img, scene = W.render(W.sample_mle_scene(rng, level, PLAIN), PLAIN)
       target = scene.objects[scene.target]
       assert lo <= target.fraction < hi, (level, target)
@@ -96,7 +96,7 @@ def test_mle_levels_hold_and_fractions_match_the_pixels():
 def test_ordinary_scenes_sizes_positions_and_no_overlap():
   counts = collections.Counter()
   for i in range(80):
-    rng = W._rng(0, "test-scene", i)
+    rng = W.stream(0, "test-scene", i)
     requested = W.sample_scene(rng, PLAIN, text_kind="")
     img, scene = W.render(requested, PLAIN)
     pix = np.asarray(img)
@@ -118,15 +118,15 @@ def test_ordinary_scenes_sizes_positions_and_no_overlap():
     for a in scene.objects:
       for b in scene.objects:
         if a.col < b.col:
-          assert a.cx < b.cx and "to the left of" in W._relations(a, b)
+          assert a.cx < b.cx and "to the left of" in W.relations(a, b)
         if a.row < b.row:
-          assert a.cy < b.cy and "above" in W._relations(a, b)
+          assert a.cy < b.cy and "above" in W.relations(a, b)
   assert all(counts[s] > 0 for s in W.SIZE_BANDS)
 
 
 def test_rendered_text_is_there_and_inside_its_row():
   for i in range(20):
-    rng = W._rng(0, "test-ocr", i)
+    rng = W.stream(0, "test-ocr", i)
     scene = W.sample_scene(rng, PLAIN, text_kind=("word", "number")[i % 2])
     img, scene = W.render(scene, PLAIN)
     bare, _ = W.render(dataclasses.replace(scene, text=""), PLAIN)
@@ -328,7 +328,7 @@ def test_an_oracle_scores_100_and_wrong_answers_0(suite):
 
 def test_tiny_prompts_match_the_instruction_format_and_ocr_rules(suite):
   root, _ = suite
-  rng = W._rng(0, "test-prompt")
+  rng = W.stream(0, "test-prompt")
   img, scene = W.render(W.sample_scene(rng, n_objects=3, text_kind="word"))
   for task in ("colour", "ocr"):
     q = W.ask(task, scene, rng)

@@ -5,7 +5,7 @@ real offline text, and a small byte-level BPE trained on all of it.
   visprior data label --config=configs/data/label_endpoint.py:lexical --prepared=runs/data/tiny_world
   visprior data label-report --prepared=runs/data/tiny_world
 
-Sources (no downloads; ``visprior_jax/study/world.py`` documents the generators):
+Sources (no downloads; ``visprior_jax/study/world/text.py`` documents the generators):
 
   visual_world  scene descriptions (objects, colours, sizes, positions, relations, counts) and facts
                 about shapes, colours and everyday things; with counting's corner problems, the only

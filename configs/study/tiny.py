@@ -4,7 +4,7 @@ one CPU, through the same code paths as a 13B run.
   visprior study run --config=configs/study/tiny.py --workdir=runs/tiny_study          # the full toy study
   visprior study run --config=configs/study/tiny.py:quick --workdir=/tmp/tiny           # every stage, minimal
 
-Setup (once per study): the world's caption, instruction and evaluation sets (visprior_jax/study/world.py),
+Setup (once per study): the world's caption, instruction and evaluation sets (visprior_jax/study/world/),
 the pre-training text pools (configs/data/tiny_world.py: four world generators + real code and prose),
 and a SigLIP-style image encoder trained on the captions (configs/encoder.py:tiny), frozen afterwards.
 

@@ -7,7 +7,7 @@ One entry point, driven by a plain mapping (a config section or a mixture entry)
 Spec keys:
   kind        jsonl (plain, .gz, .zst) | parquet | text (one file = one document) |
               array_record (records are UTF-8 JSON objects) | tfds | python_stdlib | pydoc_topics |
-              world (the tiny study's generated text: visprior_jax/study/world.py)
+              world (the tiny study's generated text: visprior_jax/study/world/)
   paths       list of files, directories or globs (etils.epath, so gs:// works); a directory is
               searched with ``pattern`` (default per kind, e.g. ``**/*.txt``)
   source      name stamped on every document (default: the kind)
@@ -349,8 +349,8 @@ def _pydoc_topics(spec: Mapping) -> Iterator[tuple[str, Any]]:
 
 
 def _world(spec: Mapping) -> Iterator[tuple[str, Any]]:
-  """The tiny study's procedural text. The one import from ``data`` into ``study``, done lazily: world.py
-  imports nothing from this package, so the layering stays acyclic."""
+  """The tiny study's procedural text. The one import from ``data`` into ``study``, done lazily: the world
+  package imports nothing from this one, so the layering stays acyclic."""
   from visprior_jax.study import world
   for doc in world.generate_documents(spec.get("generator", "visual_world"), int(spec.get("n_docs", 1000)),
                                       int(spec.get("seed", 0))):

@@ -27,6 +27,7 @@ Scores are on a 0-100 scale. ``aggregate`` returns every metric of the benchmark
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -39,13 +40,16 @@ from visprior_jax.data.sources import _BadRecord as BadRow
 from visprior_jax.data.sources import _glob as glob_files  # "**" works on local paths (epath's glob refuses it)
 from visprior_jax.eval import vqa_metrics
 
-__all__ = ["BadRow", "Benchmark", "CATEGORIES", "LETTERS", "PARSERS", "ReadStats", "VQAItem", "accuracy", "field",
-           "format_options", "glob_files", "image_ref", "iter_jsonl", "iter_parquet", "load_items", "mc_score",
-           "parquet_files", "parse_mc"]
+__all__ = ["BadRow", "Benchmark", "CATEGORIES", "LETTERS", "LETTER_SUFFIX", "PARSERS", "ReadStats", "SHORT_ANSWER",
+           "VQAItem", "accuracy", "accuracy_by_group", "field", "format_options", "glob_files", "image_ref",
+           "iter_jsonl", "iter_parquet", "join_suffix", "load_items", "mc_score", "options_block", "parquet_files",
+           "parse_mc", "row_id", "text_field"]
 
 CATEGORIES = ("General", "Knowledge", "OCR & Chart", "Vision-Centric")
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 PARSERS = ("paper", "lmms", "cambrian")
+SHORT_ANSWER = "Answer the question using a single word or phrase."
+LETTER_SUFFIX = "Answer with the option's letter from the given choices directly."
 
 
 @dataclasses.dataclass(frozen=True)
@@ -157,6 +161,16 @@ def field(row: Mapping, name: str, kinds=None):
   return value
 
 
+def text_field(row: Mapping, name: str) -> str:
+  return field(row, name, str)
+
+
+def row_id(where: str) -> str:
+  """A stable id for datasets without one: ``<file name>:<row>`` from ``<path>:row <i>``."""
+  path, _, row = where.rpartition(":row ")
+  return f"{epath.Path(path).name}:{row}" if path else where
+
+
 def load_items(bench: Benchmark, root, *, on_error: str = "skip", limit: int | None = None,
                stats: ReadStats | None = None) -> list[VQAItem]:
   """The benchmark's items from ``root`` (its folder); bad rows skipped and counted in ``stats``
@@ -194,6 +208,16 @@ def format_options(options: Sequence[str], template: str = "{letter}. {text}", s
   return sep.join(template.format(letter=LETTERS[i], text=o) for i, o in enumerate(options))
 
 
+def options_block(options: Sequence[str]) -> str:
+  """Cambrian's option lines: "\nA. text" per option."""
+  return "\n" + format_options(options) if options else ""
+
+
+def join_suffix(text: str, suffix: str) -> str:
+  """Cambrian's question extension: appended after a newline (the text alone when the suffix is empty)."""
+  return f"{text}\n{suffix}" if suffix else text
+
+
 def parse_mc(prediction: str, options: Sequence[str], parser: str = "paper") -> str | None:
   """A letter or None. ``paper``: the three-tier parser (default); ``lmms``: lmms-eval's start-of-output
   letter rule restricted to the item's letters; ``cambrian``: Cambrian's ``extract_mcq_answer``."""
@@ -216,3 +240,11 @@ def accuracy(scored: Sequence[tuple[VQAItem, dict]]) -> dict:
   """{"accuracy": 100 x mean score} (0 when nothing was scored)."""
   n = len(scored)
   return {"accuracy": 100.0 * sum(r["score"] for _, r in scored) / n if n else 0.0}
+
+
+def accuracy_by_group(scored, key) -> dict:
+  """{group: accuracy 0-100} for ``key(item)``."""
+  groups = collections.defaultdict(list)
+  for item, rec in scored:
+    groups[key(item)].append(rec["score"])
+  return {g: 100.0 * sum(v) / len(v) for g, v in groups.items()}

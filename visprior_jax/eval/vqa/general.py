@@ -82,27 +82,14 @@ from collections.abc import Iterator, Mapping, Sequence
 from etils import epath
 
 from visprior_jax.eval import vqa_metrics
-from visprior_jax.eval.vqa.base import (LETTERS, BadRow, Benchmark, VQAItem, accuracy, field, format_options, image_ref,
-                                        iter_parquet, mc_score, parquet_files)
+from visprior_jax.eval.vqa.base import (LETTER_SUFFIX, LETTERS, SHORT_ANSWER, BadRow, Benchmark, VQAItem, accuracy,
+                                        accuracy_by_group, field, image_ref, iter_parquet, join_suffix, mc_score,
+                                        options_block, parquet_files, text_field)
 
 __all__ = ["BENCHMARKS", "GQA", "MMBENCH", "MME", "SEED", "circular_groups", "gqa_normalize"]
 
-SHORT_ANSWER = "Answer the question using a single word or phrase."
-LETTER_SUFFIX = "Answer with the option's letter from the given choices directly."
-
 # ---------------------------------------------------------------------------------------------
-# Small shared pieces (also used by knowledge.py)
-
-
-def _join(text: str, suffix: str) -> str:
-  """Cambrian joins its question extension with a newline; no suffix -> the text alone."""
-  return f"{text}\n{suffix}" if suffix else text
-
-
-def _row_id(where: str) -> str:
-  """A stable id for datasets without one: ``<file name>:<row>`` from ``<path>:row <i>``."""
-  path, _, row = where.rpartition(":row ")
-  return f"{epath.Path(path).name}:{row}" if path else where
+# Small pieces
 
 
 def _absent(value) -> bool:
@@ -110,26 +97,9 @@ def _absent(value) -> bool:
   return value is None or (isinstance(value, str) and value.strip() in ("", "nan"))
 
 
-def _text(row: Mapping, name: str) -> str:
-  return field(row, name, str)
-
-
-def _options_block(options: Sequence[str]) -> str:
-  """Cambrian's option lines: "\nA. text" per option."""
-  return "\n" + format_options(options) if options else ""
-
-
 def _question_prompt(item: VQAItem, suffix: str = SHORT_ANSWER) -> str:
   """GQA and MME (Cambrian): the question, a newline, the suffix."""
-  return _join(item.question, suffix)
-
-
-def _by_group(scored, key) -> dict:
-  """{group: accuracy 0-100} for ``key(item)``."""
-  groups = collections.defaultdict(list)
-  for item, rec in scored:
-    groups[key(item)].append(rec["score"])
-  return {g: 100.0 * sum(v) / len(v) for g, v in groups.items()}
+  return join_suffix(item.question, suffix)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -148,7 +118,7 @@ def _gqa_read(folder: epath.Path) -> Iterator[tuple[str, Mapping]]:
 
 
 def _gqa_item(row: Mapping, where: str, folder: epath.Path) -> VQAItem:
-  question, answer = _text(row, "question"), _text(row, "answer")
+  question, answer = text_field(row, "question"), text_field(row, "answer")
   image = image_ref(row.get("image"), folder)
   return VQAItem(id=str(field(row, "id")), question=question, images=(image,), answer=answer,
                  meta={"imageId": str(field(row, "imageId")), "fullAnswer": row.get("fullAnswer")})
@@ -187,8 +157,8 @@ def _mme_read(folder: epath.Path) -> Iterator[tuple[str, Mapping]]:
 
 
 def _mme_item(row: Mapping, where: str, folder: epath.Path) -> VQAItem:
-  qid, question, category = _text(row, "question_id"), _text(row, "question"), _text(row, "category")
-  answer = _text(row, "answer").strip()
+  qid, question, category = text_field(row, "question_id"), text_field(row, "question"), text_field(row, "category")
+  answer = text_field(row, "answer").strip()
   if answer.lower() not in ("yes", "no"):
     raise BadRow("answer not yes/no", repr(answer)[:40])
   image = image_ref(row.get("image"), folder)
@@ -242,8 +212,8 @@ def _digest(image) -> str:
 
 
 def _mmbench_item(row: Mapping, where: str, folder: epath.Path) -> VQAItem:
-  index, question = field(row, "index"), _text(row, "question")
-  category = _text(row, "category")
+  index, question = field(row, "index"), text_field(row, "question")
+  category = text_field(row, "category")
   options = []
   for i, letter in enumerate("ABCD"):
     value = row.get(letter)
@@ -273,8 +243,8 @@ def _mmbench_item(row: Mapping, where: str, folder: epath.Path) -> VQAItem:
 
 def _mmbench_prompt(item: VQAItem, suffix: str = LETTER_SUFFIX) -> str:
   hint = item.meta.get("hint")
-  text = (f"{hint}\n" if hint else "") + item.question + " Options:" + _options_block(item.options)
-  return _join(text, suffix)
+  text = (f"{hint}\n" if hint else "") + item.question + " Options:" + options_block(item.options)
+  return join_suffix(text, suffix)
 
 
 def circular_groups(items: Sequence[VQAItem]) -> list[list[int]]:
@@ -348,9 +318,9 @@ def _seed_read(folder: epath.Path) -> Iterator[tuple[str, Mapping]]:
 
 
 def _seed_item(row: Mapping, where: str, folder: epath.Path) -> VQAItem:
-  question = _text(row, "question")
-  options = tuple(_text(row, f"choice_{c}") for c in "abcd")
-  answer = _text(row, "answer").strip().upper()
+  question = text_field(row, "question")
+  options = tuple(text_field(row, f"choice_{c}") for c in "abcd")
+  answer = text_field(row, "answer").strip().upper()
   if answer not in LETTERS[:4]:
     raise BadRow("answer not among options", repr(row.get("answer"))[:40])
   images = row.get("image")
@@ -365,12 +335,12 @@ def _seed_item(row: Mapping, where: str, folder: epath.Path) -> VQAItem:
 
 
 def _seed_prompt(item: VQAItem, suffix: str = LETTER_SUFFIX) -> str:
-  return _join(item.question + " Options:" + _options_block(item.options), suffix)
+  return join_suffix(item.question + " Options:" + options_block(item.options), suffix)
 
 
 def _seed_aggregate(scored: Sequence[tuple[VQAItem, dict]]) -> dict:
   out = accuracy(scored)
-  for qt, acc in sorted(_by_group(scored, lambda it: str(it.meta.get("question_type_id"))).items()):
+  for qt, acc in sorted(accuracy_by_group(scored, lambda it: str(it.meta.get("question_type_id"))).items()):
     out[f"accuracy/{qt}"] = acc
   return out
 

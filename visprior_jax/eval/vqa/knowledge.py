@@ -99,10 +99,9 @@ from collections.abc import Iterator, Mapping, Sequence
 
 from etils import epath
 
-from visprior_jax.eval.vqa.base import (LETTERS, BadRow, Benchmark, VQAItem, accuracy, field, image_ref, iter_parquet,
-                                        mc_score, parquet_files, parse_mc)
-from visprior_jax.eval.vqa.general import (LETTER_SUFFIX, SHORT_ANSWER, _by_group, _join, _options_block, _row_id,
-                                           _text)
+from visprior_jax.eval.vqa.base import (LETTER_SUFFIX, LETTERS, SHORT_ANSWER, BadRow, Benchmark, VQAItem, accuracy,
+                                        accuracy_by_group, field, image_ref, iter_parquet, join_suffix, mc_score,
+                                        options_block, parquet_files, parse_mc, row_id, text_field)
 
 __all__ = ["AI2D", "BENCHMARKS", "MATHVISTA", "MMMU", "SCIENCEQA", "mathvista_normalize", "mmmu_eval_open",
            "mmmu_parse_open"]
@@ -138,26 +137,26 @@ def _sqa_read(folder: epath.Path) -> Iterator[tuple[str, Mapping]]:
 
 
 def _sqa_item(row: Mapping, where: str, folder: epath.Path) -> VQAItem:
-  question = _text(row, "question")
+  question = text_field(row, "question")
   options = _str_list(row, "choices")
   answer = row.get("answer")
   if isinstance(answer, bool) or not isinstance(answer, int) or not 0 <= answer < len(options):
     raise BadRow("answer not among options", repr(answer)[:40])
   image = image_ref(row.get("image"), folder)
   hint = row.get("hint")
-  return VQAItem(id=_row_id(where), question=question, images=(image,), options=options, answer=LETTERS[answer],
+  return VQAItem(id=row_id(where), question=question, images=(image,), options=options, answer=LETTERS[answer],
                  meta={"hint": hint if isinstance(hint, str) and hint else None, "subject": row.get("subject"),
                        "grade": row.get("grade"), "category": row.get("category")})
 
 
 def _sqa_prompt(item: VQAItem, suffix: str = SQA_SUFFIX) -> str:
   hint = item.meta.get("hint")
-  return _join((f"{hint} " if hint else "") + item.question + _options_block(item.options), suffix)
+  return join_suffix((f"{hint} " if hint else "") + item.question + options_block(item.options), suffix)
 
 
 def _sqa_aggregate(scored: Sequence[tuple[VQAItem, dict]]) -> dict:
   out = accuracy(scored)
-  for subject, acc in sorted(_by_group(scored, lambda it: str(it.meta.get("subject"))).items()):
+  for subject, acc in sorted(accuracy_by_group(scored, lambda it: str(it.meta.get("subject"))).items()):
     out[f"accuracy/{subject}"] = acc
   return out
 
@@ -278,14 +277,14 @@ def _mmmu_literal_list(text: str):
 
 
 def _mmmu_item(row: Mapping, where: str, folder: epath.Path) -> VQAItem:
-  qid, question, qtype = _text(row, "id"), _text(row, "question"), _text(row, "question_type")
-  answer = _text(row, "answer").strip()
+  qid, question, qtype = text_field(row, "id"), text_field(row, "question"), text_field(row, "question_type")
+  answer = text_field(row, "answer").strip()
   subject = _SUBJECT.match(qid)
   meta = {"question_type": qtype, "subject": subject.group(1) if subject else "unknown"}
   options: tuple = ()
   if qtype == "multiple-choice":
     try:
-      parsed = ast.literal_eval(_text(row, "options"))
+      parsed = ast.literal_eval(text_field(row, "options"))
     except (ValueError, SyntaxError, MemoryError, RecursionError):
       raise BadRow("malformed options", "options is not a Python list literal") from None
     if not isinstance(parsed, (list, tuple)) or len(parsed) < 2:
@@ -317,9 +316,9 @@ def _mmmu_item(row: Mapping, where: str, folder: epath.Path) -> VQAItem:
 
 def _mmmu_prompt(item: VQAItem, suffix: str = LETTER_SUFFIX) -> str:
   if item.meta["question_type"] == "multiple-choice":
-    text = _join(item.question + " Options:" + _options_block(item.options), suffix)
+    text = join_suffix(item.question + " Options:" + options_block(item.options), suffix)
   else:
-    text = _join(item.question, SHORT_ANSWER if suffix == LETTER_SUFFIX else suffix)
+    text = join_suffix(item.question, SHORT_ANSWER if suffix == LETTER_SUFFIX else suffix)
   return _IMAGE_TAG.sub("", text).strip()
 
 
@@ -341,7 +340,7 @@ def _mmmu_score(item: VQAItem, prediction: str, parser: str = "paper") -> dict:
 def _mmmu_aggregate(scored: Sequence[tuple[VQAItem, dict]]) -> dict:
   out = accuracy(scored)
   for key in (lambda it: it.meta["question_type"], lambda it: it.meta["subject"]):
-    for group, acc in sorted(_by_group(scored, key).items()):
+    for group, acc in sorted(accuracy_by_group(scored, key).items()):
       out[f"accuracy/{group}"] = acc
   return out
 
@@ -359,18 +358,18 @@ MMMU = Benchmark(
 
 
 def _ai2d_item(row: Mapping, where: str, folder: epath.Path) -> VQAItem:
-  question = _text(row, "question")
+  question = text_field(row, "question")
   options = _str_list(row, "options")
   answer = str(field(row, "answer")).strip()
   if not answer.isdigit() or int(answer) >= len(options):
     raise BadRow("answer not among options", repr(row.get("answer"))[:40])
   image = image_ref(row.get("image"), folder)
-  return VQAItem(id=_row_id(where), question=question, images=(image,), options=options,
+  return VQAItem(id=row_id(where), question=question, images=(image,), options=options,
                  answer=LETTERS[int(answer)])
 
 
 def _ai2d_prompt(item: VQAItem, suffix: str = LETTER_SUFFIX) -> str:
-  return _join(item.question + _options_block(item.options), suffix)
+  return join_suffix(item.question + options_block(item.options), suffix)
 
 
 AI2D = Benchmark(
@@ -390,7 +389,7 @@ _PAREN_LETTER = re.compile(r"\(([A-Za-z])\)")
 
 
 def _mathvista_item(row: Mapping, where: str, folder: epath.Path) -> VQAItem:
-  pid, query, qtype = str(field(row, "pid")), _text(row, "query"), _text(row, "question_type")
+  pid, query, qtype = str(field(row, "pid")), text_field(row, "query"), text_field(row, "question_type")
   answer = str(field(row, "answer")).strip()
   answer_type = str(row.get("answer_type") or "text")
   precision = row.get("precision")
@@ -422,7 +421,7 @@ def _mathvista_item(row: Mapping, where: str, folder: epath.Path) -> VQAItem:
 def _mathvista_prompt(item: VQAItem, suffix: str = MATHVISTA_MC_SUFFIX) -> str:
   if suffix == MATHVISTA_MC_SUFFIX and item.meta["question_type"] != "multi_choice":
     suffix = SHORT_ANSWER
-  return _join(item.question, suffix)
+  return join_suffix(item.question, suffix)
 
 
 def mathvista_normalize(prediction: str, item: VQAItem, parser: str = "paper") -> str | None:
@@ -466,7 +465,7 @@ def _mathvista_score(item: VQAItem, prediction: str, parser: str = "paper") -> d
 
 def _mathvista_aggregate(scored: Sequence[tuple[VQAItem, dict]]) -> dict:
   out = accuracy(scored)
-  for qtype, acc in sorted(_by_group(scored, lambda it: it.meta["question_type"]).items()):
+  for qtype, acc in sorted(accuracy_by_group(scored, lambda it: it.meta["question_type"]).items()):
     out[f"accuracy/{qtype}"] = acc
   return out
 

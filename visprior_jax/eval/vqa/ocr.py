@@ -73,7 +73,7 @@ from etils import epath
 
 from visprior_jax.eval import vqa_metrics
 from visprior_jax.eval.vqa.base import (PARSERS, BadRow, Benchmark, VQAItem, accuracy, field, image_ref,
-                                        iter_parquet, parquet_files)
+                                        iter_parquet, join_suffix, parquet_files)
 
 __all__ = ["BENCHMARKS", "CHARTQA", "DOCVQA", "OCRBENCH", "TEXTVQA", "TEXTVQA_NO_OCR", "HME_TYPE"]
 
@@ -86,11 +86,6 @@ CHARTQA_SPLITS = {"human_test": "human", "augmented_test": "augmented"}
 
 # ---------------------------------------------------------------------------------------------
 # Shared pieces
-
-
-def _join(text: str, suffix: str) -> str:
-  """Cambrian's question extension: appended after a newline (nothing when empty)."""
-  return f"{text}\n{suffix}" if suffix else text
 
 
 def _reference_style(parser: str) -> str:
@@ -146,12 +141,12 @@ def textvqa_prompt(item: VQAItem, suffix: str = SHORT_ANSWER) -> str:
   """Cambrian: question, the "Reference OCR tokens:" line (bare when there are none), the suffix."""
   tokens = item.meta.get("ocr_tokens") or []
   ocr = "\nReference OCR tokens:" + (" " + ", ".join(tokens) if tokens else "")
-  return _join(item.question + ocr, suffix)
+  return join_suffix(item.question + ocr, suffix)
 
 
 def textvqa_no_ocr_prompt(item: VQAItem, suffix: str = SHORT_ANSWER) -> str:
   """lmms-eval's default: ``question.capitalize()`` (rest lower-cased) and the suffix, no OCR tokens."""
-  return _join(item.question.capitalize(), suffix)
+  return join_suffix(item.question.capitalize(), suffix)
 
 
 def textvqa_score(item: VQAItem, prediction: str, parser: str = "paper") -> dict:
@@ -189,7 +184,7 @@ def _chartqa_item(row: Mapping, where: str, folder: epath.Path) -> VQAItem:
 
 
 def _plain_prompt(item: VQAItem, suffix: str) -> str:
-  return _join(item.question, suffix)
+  return join_suffix(item.question, suffix)
 
 
 def chartqa_score(item: VQAItem, prediction: str, parser: str = "paper") -> dict:

@@ -6,7 +6,7 @@ Sets (``--config.vqa.benchmarks``, comma-separated names and/or set names):
             Vision-Centric RealWorldQA, BLINK, CV-Bench COCO, ADE, Omni3D
   cambrian  paper16 + DocVQA and MMVP (Cambrian-1 comparability)
   tiny      the embedded study's synthetic suite: tiny_general, tiny_knowledge, tiny_ocr, tiny_vision
-            (``tiny.py``) and MLE-Bench in its released layout (``study/world.py`` writes all five)
+            (``tiny.py``) and MLE-Bench in its released layout (``study/world/writers.py`` writes all five)
   tiny_open the same with tiny_general / tiny_knowledge / tiny_vision asked open (``*_open``; the tiny study)
   all       every registered benchmark, MLE-Bench and the tiny ones included
 

@@ -120,7 +120,7 @@ from etils import epath
 
 from visprior_jax.eval import vqa_metrics
 from visprior_jax.eval.vqa.base import (LETTERS, PARSERS, BadRow, Benchmark, VQAItem, accuracy, field, glob_files,
-                                        image_ref, iter_parquet, mc_score, parquet_files, parse_mc)
+                                        image_ref, iter_parquet, join_suffix, mc_score, parquet_files, parse_mc)
 
 __all__ = ["BENCHMARKS", "BLINK_SUFFIX", "BLINK_TASKS", "CV_BENCH_SOURCES", "LETTER_SUFFIX", "MMVP_CORRECTIONS",
            "blink", "cambrian_blink_letter", "cambrian_first_token", "cv_bench_overall", "lmms_mmvp_letter",
@@ -143,11 +143,6 @@ def _all_parquet(root: epath.Path) -> list[epath.Path]:
 def _check_parser(parser: str) -> None:
   if parser not in PARSERS:
     raise ValueError(f"unknown parser {parser!r}; choose one of {PARSERS}")
-
-
-def _join(text: str, suffix: str) -> str:
-  """Cambrian's question extension: appended after a newline (nothing when the suffix is empty)."""
-  return f"{text}\n{suffix}" if suffix else text
 
 
 def _paren_letter(value, n_options: int) -> str:
@@ -230,7 +225,7 @@ def _rwqa_to_item(row: Mapping, where: str, folder) -> VQAItem:
 
 
 def _rwqa_prompt(item: VQAItem, suffix: str = "") -> str:
-  return _join(item.question, suffix)
+  return join_suffix(item.question, suffix)
 
 
 def _rwqa_score(item: VQAItem, prediction: str, parser: str = "paper") -> dict:
@@ -304,7 +299,7 @@ def _blink_to_item(row: Mapping, where: str, folder) -> VQAItem:
 
 
 def _prompt_field(item: VQAItem, suffix: str) -> str:
-  return _join(item.meta["prompt"], suffix)
+  return join_suffix(item.meta["prompt"], suffix)
 
 
 def cambrian_blink_letter(prediction: str) -> str | None:
@@ -489,7 +484,7 @@ def _mmvp_to_item(row: Mapping, where: str, folder) -> VQAItem:
 
 def _mmvp_prompt(item: VQAItem, suffix: str) -> str:
   a, b = item.options
-  return _join(f"{item.question} Options:\nA. {a}\nB. {b}", suffix)
+  return join_suffix(f"{item.question} Options:\nA. {a}\nB. {b}", suffix)
 
 
 _LONE_LOWER = re.compile(r"\(?([a-z])\)?[.:)]?")
