@@ -166,6 +166,39 @@ def _require_splash():
     pytest.skip(reason)
 
 
+def _naive_attention(q, k, v, seg, scale):
+  """One (row, head) at a time in float64 numpy: the definition the fast path is checked against."""
+  q, k, v = (np.asarray(a, np.float64) for a in (q, k, v))
+  seg = np.asarray(seg)
+  b, t, h, _ = q.shape
+  out = np.zeros_like(q)
+  for i in range(b):
+    allowed = np.tril(np.ones((t, t), bool)) & (seg[i][:, None] == seg[i][None, :])
+    for j in range(h):
+      kv = j // (h // k.shape[2])
+      s = np.where(allowed, q[i, :, j] @ k[i, :, kv].T * scale, -np.inf)
+      p = np.exp(s - s.max(-1, keepdims=True))
+      out[i, :, j] = (p / p.sum(-1, keepdims=True)) @ v[i, :, kv]
+  return out
+
+
+def test_xla_attention_matches_the_naive_definition_with_gqa_and_packing():
+  q, k, v, seg = _qkv(2, 40, 6, 2, 16)
+  out = attention.xla_attention(q, k, v, seg, scale=16 ** -0.5)
+  assert _rel(out, _naive_attention(q, k, v, seg, 16 ** -0.5)) <= RTOL
+
+
+def test_swiglu_gradient_equals_autodiff_of_silu_times_up():
+  from visprior_jax.models.llama import swiglu
+  rng = np.random.default_rng(0)
+  gate, up, cot = (jnp.asarray(rng.normal(size=(3, 7, 32)) * 3, jnp.float32) for _ in range(3))
+  ours = jax.vjp(swiglu, gate, up)
+  ref = jax.vjp(lambda g, u: jax.nn.silu(g) * u, gate, up)
+  assert _rel(ours[0], ref[0]) <= RTOL
+  for a, b in zip(ours[1](cot), ref[1](cot)):
+    assert _rel(a, b) <= RTOL
+
+
 def test_splash_attention_matches_xla_forward_and_gradient():
   # T=256 with 128-blocks: several q/kv blocks, causal block skipping, GQA (4 heads on 2 kv heads).
   _require_splash()

@@ -33,15 +33,19 @@ def document_causal_mask(segment_ids: jax.Array, kv_segment_ids: jax.Array | Non
 
 
 def xla_attention(q, k, v, segment_ids, *, scale: float):
+  """Heads-major einsums: with (batch, kv_head, group) leading and the contracted axis last, XLA's
+  CPU dots read every operand in its stored layout and the (B,K,G,T,S) scores and probabilities are
+  never transposed (the sequence-major form spent ~1/3 of its time copying them; bench/RESULTS.md)."""
   b, t, h, d = q.shape
   kv_heads = k.shape[2]
-  q = q.reshape(b, t, kv_heads, h // kv_heads, d)
-  scores = jnp.einsum("btkgd,bskd->bkgts", q, k, preferred_element_type=jnp.float32) * scale
+  q = (q * jnp.asarray(scale, q.dtype)).reshape(b, t, kv_heads, h // kv_heads, d).transpose(0, 2, 3, 1, 4)
+  k, v = k.transpose(0, 2, 1, 3), v.transpose(0, 2, 1, 3)
+  scores = jnp.einsum("bkgtd,bksd->bkgts", q, k, preferred_element_type=jnp.float32)
   mask = document_causal_mask(segment_ids)[:, None, None]
   scores = jnp.where(mask, scores, jnp.finfo(jnp.float32).min)
   probs = jax.nn.softmax(scores, axis=-1).astype(v.dtype)
-  out = jnp.einsum("bkgts,bskd->btkgd", probs, v)
-  return out.reshape(b, t, h, d)
+  out = jnp.einsum("bkgts,bksd->bkgtd", probs, v)
+  return out.transpose(0, 3, 1, 2, 4).reshape(b, t, h, d)
 
 
 def cudnn_attention(q, k, v, segment_ids, *, scale: float):
