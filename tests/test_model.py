@@ -188,6 +188,18 @@ def test_xla_attention_matches_the_naive_definition_with_gqa_and_packing():
   assert _rel(out, _naive_attention(q, k, v, seg, 16 ** -0.5)) <= RTOL
 
 
+@pytest.mark.parametrize("out_dtype", [None, jnp.float32])
+def test_dense_gradients_equal_autodiff_of_matmul(out_dtype):
+  from visprior_jax.models.llama import dense
+  rng = np.random.default_rng(0)
+  x, w, cot = (jnp.asarray(rng.normal(size=s), jnp.float32) for s in ((2, 5, 12), (12, 7), (2, 5, 7)))
+  ours = jax.vjp(lambda x, w: dense(x, w, out_dtype), x, w)
+  ref = jax.vjp(lambda x, w: jnp.einsum("btk,kn->btn", x, w), x, w)
+  assert _rel(ours[0], ref[0]) <= RTOL
+  for a, b in zip(ours[1](cot), ref[1](cot)):
+    assert a.shape == b.shape and _rel(a, b) <= RTOL
+
+
 def test_swiglu_gradient_equals_autodiff_of_silu_times_up():
   from visprior_jax.models.llama import swiglu
   rng = np.random.default_rng(0)

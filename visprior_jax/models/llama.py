@@ -33,6 +33,7 @@ einsums and a masked float32 softmax over the whole cache (the ``xla`` path).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 from typing import Any, NamedTuple
 
@@ -153,16 +154,17 @@ class Attention(nnx.Module):
   def __call__(self, x, positions, segment_ids, inv_freq):
     cfg, dt = self.cfg, jnp.dtype(self.cfg.dtype)
     name = checkpoint_name
-    q = name(jnp.einsum("btd,dhk->bthk", x, self.wq[...].astype(dt)), "qkv_proj")
-    k = name(jnp.einsum("btd,dhk->bthk", x, self.wk[...].astype(dt)), "qkv_proj")
-    v = name(jnp.einsum("btd,dhk->bthk", x, self.wv[...].astype(dt)), "qkv_proj")
+    q = name(project(x, self.wq[...].astype(dt)), "qkv_proj")
+    k = name(project(x, self.wk[...].astype(dt)), "qkv_proj")
+    v = name(project(x, self.wv[...].astype(dt)), "qkv_proj")
     q = constrain(q, ("act_batch", "act_length", "act_heads", "act_head_dim"))
     k = constrain(k, ("act_batch", "act_length", "act_kv_heads", "act_head_dim"))
     v = constrain(v, ("act_batch", "act_length", "act_kv_heads", "act_head_dim"))
     q, k = apply_rope(q, positions, inv_freq), apply_rope(k, positions, inv_freq)
     out = attention.attend(cfg.attention, q, k, v, segment_ids, scale=cfg.head_dim ** -0.5)
     out = name(constrain(out, ("act_batch", "act_length", "act_heads", "act_head_dim")), "attn_context")
-    return name(jnp.einsum("bthk,hkd->btd", out, self.wo[...].astype(dt)), "attn_out")
+    b, t, h, k = out.shape
+    return name(dense(out.reshape(b, t, h * k), self.wo[...].astype(dt).reshape(h * k, -1)), "attn_out")
 
   def decode(self, x, positions, inv_freq, k_cache, v_cache, mask, index):
     """Writes this chunk's k/v at cache slots [index, index+T) and attends over the whole cache;
@@ -184,6 +186,37 @@ class Attention(nnx.Module):
     probs = jax.nn.softmax(scores, axis=-1).astype(v_cache.dtype)
     out = jnp.einsum("bkgts,bskd->btkgd", probs, v_cache).reshape(b, t, h, d)
     return jnp.einsum("bthk,hkd->btd", out, self.wo[...].astype(dt)), k_cache, v_cache
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def dense(x, w, out_dtype=None):
+  """``x @ w`` (x (..., K), w (K, N)) whose weight gradient is computed as ``(dy^T x)^T``. Autodiff's
+  ``x^T dy`` makes XLA:CPU store ``dy`` transposed (row-strided writes fused into the elementwise
+  producer of ``dy``: 17% of the tiny step, 10% of the CPU-sized one); this form reads both
+  operands as stored and transposes the (K, N) result instead (bench/RESULTS.md). ``out_dtype``:
+  the result's dtype (``preferred_element_type``; default the inputs')."""
+  return jnp.matmul(x, w, preferred_element_type=out_dtype)
+
+
+def _dense_fwd(x, w, out_dtype):
+  return dense(x, w, out_dtype), (x, w)
+
+
+def _dense_bwd(out_dtype, res, d_out):
+  x, w = res
+  d_out = d_out.astype(x.dtype)
+  rows = lambda a: a.reshape(-1, a.shape[-1])
+  d_w = jax.lax.dot_general(rows(d_out), rows(x), (((0,), (0,)), ((), ())))   # (N, K)
+  return d_out @ w.T, d_w.T.astype(w.dtype)
+
+
+dense.defvjp(_dense_fwd, _dense_bwd)
+
+
+def project(x, w):
+  """``einsum("btd,dhk->bthk")`` (heads projection) through :func:`dense`."""
+  d, h, k = w.shape
+  return dense(x, w.reshape(d, h * k)).reshape(*x.shape[:-1], h, k)
 
 
 @jax.custom_vjp
@@ -216,10 +249,10 @@ class MLP(nnx.Module):
 
   def __call__(self, x):
     name, dt = checkpoint_name, self.dtype
-    gate = name(x @ self.w_gate[...].astype(dt), "mlp_hidden")
-    up = name(x @ self.w_up[...].astype(dt), "mlp_hidden")
+    gate = name(dense(x, self.w_gate[...].astype(dt)), "mlp_hidden")
+    up = name(dense(x, self.w_up[...].astype(dt)), "mlp_hidden")
     hidden = constrain(swiglu(gate, up), ("act_batch", "act_length", "act_mlp"))
-    return name(hidden @ self.w_down[...].astype(dt), "mlp_out")
+    return name(dense(hidden, self.w_down[...].astype(dt)), "mlp_out")
 
 
 class Block(nnx.Module):
@@ -317,7 +350,7 @@ class Llama(nnx.Module):
     cfg, dt = self.cfg, jnp.dtype(self.cfg.dtype)
     x = self.final_norm(x)
     head = self.embed.embedding[...].T if cfg.tie_embeddings else self.lm_head.kernel[...]
-    logits = jnp.einsum("btd,dv->btv", x, head.astype(dt), preferred_element_type=jnp.float32)
+    logits = dense(x, head.astype(dt), jnp.float32)
     logits = constrain(logits, ("act_batch", "act_length", "act_vocab"))
     if cfg.logits_soft_cap:
       logits = cfg.logits_soft_cap * jnp.tanh(logits / cfg.logits_soft_cap)
