@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 export JAX_PLATFORMS ?= cpu
 export HF_HUB_OFFLINE = 1
 
-.PHONY: demo demo-pretrain test test-fast bench scale-table mix-report clean
+.PHONY: demo demo-pretrain test test-fast bench bench-maxtext scale-table mix-report clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,17 @@ bench: $(VENV)/.core
 	$(BIN)/python bench/train_step.py --config=configs/pretrain.py:bench_cpu
 	$(BIN)/visprior data prepare --config=configs/data/demo.py
 	$(BIN)/python bench/data_pipeline.py --tokenizers bytes,gpt2,llama3,sentencepiece32k,runs/data/demo/tokenizer.json
+	$(MAKE) bench-maxtext
+
+# The side-by-side table of bench/RESULTS.md "vs MaxText" (issue 8): MaxText 0.2.5 and this repo in two
+# Python 3.12 venvs under .venvs/ (made once, ~4 min, ~4 GB), one round per comparison (~25 min).
+bench-maxtext:
+	python3 bench/vs_maxtext.py --setup
+	python3 bench/vs_maxtext.py --config tiny --devices 1 --remat full --rounds 1 --out runs/bench/vs_maxtext.jsonl
+	python3 bench/vs_maxtext.py --config cpu --devices 1 --remat full --rounds 1 --out runs/bench/vs_maxtext.jsonl
+	python3 bench/vs_maxtext.py --config cpu --devices 1 --best --rounds 1 --candidates-ours none,minimal,full \
+	  --candidates-maxtext full,save_dot_except_mlp,save_dot_with_context_except_mlp --out runs/bench/vs_maxtext.jsonl
+	python3 bench/vs_maxtext.py --summarize runs/bench/vs_maxtext.jsonl
 
 # docs/scale.md: every preset AOT-compiled for TPU topologies (libtpu from the test extra; ~15-20 min on 2 cores).
 scale-table: $(VENV)/.test

@@ -406,6 +406,7 @@ def best(config: str, devices: int, args) -> dict:
 
 def _append(path, rows) -> None:
   if path:
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with open(path, "a") as f:
       for r in rows:
         f.write(json.dumps(r) + "\n")
