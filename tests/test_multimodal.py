@@ -182,6 +182,23 @@ def test_batches_deterministic_resume_and_process_split(data):
   assert not blind["image_mask"].any() and not (blind["inputs"] == src.image_token_id).any()
 
 
+def test_example_loss_weighting_weighs_every_sample_once(data):
+  samples = _read({"kind": "instructions", "paths": [str(data / "sft.json")], "image_root": str(data / "img")},
+                  check_images="decode")[0]
+  token, example = _source(samples).batch(2), _source(samples, loss_weighting="example").batch(2)
+  np.testing.assert_array_equal(token["inputs"], example["inputs"])
+  n = token["loss_mask"].sum(axis=1)
+  assert np.all(n > 0) and len(set(n.tolist())) > 1            # answers of different lengths
+  np.testing.assert_allclose(example["loss_mask"], token["loss_mask"] / n[:, None], rtol=1e-6)
+  np.testing.assert_allclose(example["loss_mask"].sum(axis=1), 1.0, rtol=1e-6)
+  # the default keeps resuming runs checkpointed before the option existed; a change is refused
+  assert "loss_weighting" not in _source(samples).fingerprint()
+  with pytest.raises(ValueError, match="loss_weighting"):
+    _source(samples).check_state(_source(samples, loss_weighting="example").state(3))
+  with pytest.raises(ValueError, match="loss_weighting='sample'"):
+    _source(samples, loss_weighting="sample")
+
+
 def test_truncation_never_splits_an_image(data):
   samples = _read({"kind": "instructions", "paths": [str(data / "sft.json")], "image_root": str(data / "img")},
                   check_images="decode")[0]

@@ -387,6 +387,9 @@ def encode_prompt(tokenizer, text: str, *, n_images: int, tokens_per_image: int,
 # Batches
 
 
+LOSS_WEIGHTINGS = ("token", "example")
+
+
 class MultimodalSource:
   """Samples -> fixed-shape batches; ``batch(step, process_index, process_count)`` = f(seed, step).
 
@@ -397,6 +400,9 @@ class MultimodalSource:
   image that would not fit, and that image is dropped) and padded with ``pad_id``; ``inputs`` /
   ``targets`` are the shifted tokens, ``loss_mask`` is the template's mask on the targets,
   ``segment_ids`` are 1 on real tokens and 0 on padding, ``positions`` count from 0.
+  ``loss_weighting="example"`` divides each row's ``loss_mask`` by its number of loss tokens, so every
+  sample weighs the same in the loss whatever its answer length (the trainer's normaliser, the
+  mask's sum, then counts samples); ``"token"`` (default, LLaVA's) leaves it 0/1.
   ``images`` is (rows, max_images, res, res, 3) float32 with ``image_mask`` (rows, max_images)
   marking real slots (slot k fills the k-th placeholder run). Samples with more than
   ``max_images`` images are skipped and counted when the source is built. An image that fails to
@@ -412,7 +418,7 @@ class MultimodalSource:
                family: str = "siglip", resolution: int | None = None, max_images: int = 1,
                tokens_per_image: int = 576, image_token_id: int | None = None, blind: bool = False,
                template: ChatTemplate = ChatTemplate(), on_error: str = "skip", workers: int = 0,
-               allow_data_change: bool = False):
+               allow_data_change: bool = False, loss_weighting: str = "token"):
     if isinstance(tokenizer, str):
       from visprior_jax.data.tokenizers import load_tokenizer
       self._tokenizer_spec, tokenizer = tokenizer, load_tokenizer(tokenizer)
@@ -422,6 +428,9 @@ class MultimodalSource:
       raise ValueError(f"unknown encoder family {family!r}; use one of {sorted(FAMILIES)}")
     if on_error not in ("skip", "raise"):
       raise ValueError(f"on_error={on_error!r}; use 'skip' or 'raise'")
+    if loss_weighting not in LOSS_WEIGHTINGS:
+      raise ValueError(f"data.loss_weighting={loss_weighting!r}; use one of {LOSS_WEIGHTINGS}")
+    self.loss_weighting = loss_weighting
     self.tokenizer, self.family, self.blind, self.template = tokenizer, family, bool(blind), template
     self.batch_size, self.seq_len, self.seed = int(batch_size), int(seq_len), int(seed)
     self.resolution = int(resolution or FAMILIES[family][4])
@@ -511,8 +520,11 @@ class MultimodalSource:
       for k, px in enumerate(pixels):
         images[r, k], image_mask[r, k] = px, True
     inputs_real = real[:, :-1]
+    loss_mask = (on[:, 1:] * real[:, 1:]).astype(np.float32)
+    if self.loss_weighting == "example":
+      loss_mask /= np.maximum(loss_mask.sum(axis=1, keepdims=True), 1.0)
     return dict(inputs=tokens[:, :-1].copy(), targets=tokens[:, 1:].copy(),
-                loss_mask=(on[:, 1:] * real[:, 1:]).astype(np.float32), segment_ids=inputs_real.astype(np.int32),
+                loss_mask=loss_mask, segment_ids=inputs_real.astype(np.int32),
                 positions=np.where(inputs_real, np.arange(T - 1)[None, :], 0).astype(np.int32),
                 images=images, image_mask=image_mask)
 
@@ -532,14 +544,17 @@ class MultimodalSource:
     return {"seed": self.seed, "seq_len": self.seq_len, "batch_size": self.batch_size, "family": self.family,
             "resolution": self.resolution, "max_images": self.max_images, "tokens_per_image": self.tokens_per_image,
             "image_token_id": self.image_token_id, "blind": self.blind, "tokenizer": repr(self.tokenizer),
-            "template": dataclasses.asdict(self.template), "samples": len(self.samples), "data_sha256": self.digest}
+            "template": dataclasses.asdict(self.template), "samples": len(self.samples), "data_sha256": self.digest,
+            # only when not the default, so runs checkpointed before the option existed still resume
+            **({"loss_weighting": self.loss_weighting} if self.loss_weighting != "token" else {})}
 
   def state(self, step: int) -> dict:
     return {"kind": "multimodal", "next_step": int(step), **self.fingerprint()}
 
   def check_state(self, state: dict) -> None:
     mine = self.fingerprint()
-    changes = [f"{k} {state.get(k)!r} -> {v!r}" for k, v in mine.items() if state.get(k) != v]
+    keys = list(mine) + [k for k in state if k not in mine and k not in ("kind", "next_step")]
+    changes = [f"{k} {state.get(k)!r} -> {mine.get(k)!r}" for k in keys if state.get(k) != mine.get(k)]
     if state.get("kind") != "multimodal":
       changes.insert(0, f"data kind {state.get('kind')!r} -> 'multimodal'")
     refuse_state_changes(changes, self.allow_data_change, "data.allow_data_change")
@@ -549,7 +564,7 @@ def make_multimodal_source(data_cfg, batch_size: int, seq_len: int, seed: int) -
   """``data.kind="multimodal"``: ``data.sources`` (a list of read_samples specs, concatenated in
   order), ``data.tokenizer`` (a load_tokenizer spec), and optional ``family``, ``resolution``,
   ``max_images``, ``tokens_per_image``, ``image_token_id``, ``blind``, ``workers``, ``on_error``,
-  ``allow_data_change``."""
+  ``allow_data_change``, ``loss_weighting``."""
   def get(k, d=None):
     return data_cfg.get(k, d) if hasattr(data_cfg, "get") else getattr(data_cfg, k, d)
   if not get("sources") or not get("tokenizer"):
@@ -566,4 +581,5 @@ def make_multimodal_source(data_cfg, batch_size: int, seq_len: int, seed: int) -
                           family=get("family") or "siglip", resolution=get("resolution"),
                           max_images=int(get("max_images", 1)), tokens_per_image=int(get("tokens_per_image", 576)),
                           image_token_id=get("image_token_id"), blind=bool(get("blind", False)), on_error=on_error,
-                          workers=int(get("workers", 0) or 0), allow_data_change=bool(get("allow_data_change", False)))
+                          workers=int(get("workers", 0) or 0), allow_data_change=bool(get("allow_data_change", False)),
+                          loss_weighting=get("loss_weighting") or "token")
