@@ -223,3 +223,15 @@ def test_alignment_command_scores_captions_against_the_vision_tower(setup, tmp_p
   assert 0.0 <= metrics["mnn"] <= 1.0 and metrics["mnn"] == metrics["mnn/self"]
   rec = [r for r in read_records([tmp_path / "out"]) if r["benchmark"] == "alignment:mnn" and r["primary"]]
   assert rec[0]["n"] == 8 and rec[0]["value"] == pytest.approx(metrics["mnn"])
+
+
+def test_an_encoder_export_is_refused_with_one_clear_line(tmp_path):
+  from visprior_jax.eval.model import load_eval_model
+  from visprior_jax.train.tasks import make_task
+  spec = importlib.util.spec_from_file_location("encoder_config", os.path.join(REPO, "configs", "encoder.py"))
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  task = make_task(module.get_config("tiny"))
+  task.export(str(tmp_path / "export"), task.init_params(0))
+  with pytest.raises(ValueError, match="image-text encoder"):
+    load_eval_model(str(tmp_path / "export"), tokenizer="bytes")

@@ -95,6 +95,9 @@ def checkpoint_meta(path) -> tuple[int | None, dict]:
 
 
 def task_from_description(description: dict):
+  if "contrastive" in description or description.get("stage") == "encoder":
+    raise ValueError("this checkpoint is an image-text encoder (the contrastive encoder stage), not a language "
+                     "model or MLLM; evaluate the MLLM built on it (its align/sft run: config.init_vision_from)")
   llm = LlamaConfig.from_dict(description.get("model", description))
   if "vision" not in description:
     return LanguageModel(llm)
