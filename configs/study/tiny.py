@@ -81,9 +81,10 @@ def get_config(arg: str = ""):
   ]
   import encoder as encoder_config  # configs/encoder.py
   vision = dict(encoder_config.vision_section("tiny").to_dict(), feature_layer=-1)
+  # seq 128 holds every caption and instruction whole (16 image tokens + the longest chat: 95 / 109 ids)
   mm = {"init_vision_from": "{root}/encoder", "vision": vision, "mllm.tokens_per_image": 16,
         "data.tokens_per_image": 16, "mllm.image_token_id": VOCAB - 1, "data.image_token_id": VOCAB - 1,
-        "data.family": "siglip", "data.resolution": 64, "data.tokenizer": tok, "train.seq_len": 192,
+        "data.family": "siglip", "data.resolution": 64, "data.tokenizer": tok, "train.seq_len": 128,
         "metrics.tensorboard": False, "metrics.mfu": False}
   runs = {}
   for size in sizes:
