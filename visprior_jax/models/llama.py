@@ -163,8 +163,8 @@ class Attention(nnx.Module):
     q, k = apply_rope(q, positions, inv_freq), apply_rope(k, positions, inv_freq)
     out = attention.attend(cfg.attention, q, k, v, segment_ids, scale=cfg.head_dim ** -0.5)
     out = name(constrain(out, ("act_batch", "act_length", "act_heads", "act_head_dim")), "attn_context")
-    b, t, h, k = out.shape
-    return name(dense(out.reshape(b, t, h * k), self.wo[...].astype(dt).reshape(h * k, -1)), "attn_out")
+    b, t, h, hd = out.shape
+    return name(dense(out.reshape(b, t, h * hd), self.wo[...].astype(dt).reshape(h * hd, -1)), "attn_out")
 
   def decode(self, x, positions, inv_freq, k_cache, v_cache, mask, index):
     """Writes this chunk's k/v at cache slots [index, index+T) and attends over the whole cache;
