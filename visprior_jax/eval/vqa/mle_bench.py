@@ -35,7 +35,10 @@ Scoring (per ``parser``):
     X is A–D in either case; there is no word boundary after X, so "The answer is dog" reads D and
     "a cat" reads A (quirks kept). No option-text fallback ("cabinet" is wrong here, C for the paper).
   * "cambrian": Cambrian's ``extract_mcq_answer`` (Cambrian has no MLE-Bench script).
-Aggregate: ``small``, ``medium``, ``large`` accuracies; ``overall`` (primary) = the SAMPLE-WEIGHTED (micro)
+Aggregate: ``small``, ``medium``, ``large`` accuracies (with their baselines ``chance/<split>``,
+``majority/<split>`` = always the split's most common gold letter, ``distinct/<split>`` and
+``top_share/<split>`` over the parsed letters (an unparsed output counts as its normalised text),
+``items/<split>``; and ``chance/overall``, ``majority/overall`` over all items: ``baselines.py``); ``overall`` (primary) = the SAMPLE-WEIGHTED (micro)
 accuracy over all items, the paper's Table 5 "weighted overall accuracy" (gpt-5: 73.63 / 90.69 / 86.31 on
 732 / 698 / 431 items -> 82.97); ``macro`` = the unweighted mean of the splits present (lmms-eval's
 ``average``, 83.54 for gpt-5; lmms-eval's docstring calls it the paper's metric, which the paper
@@ -49,6 +52,8 @@ from collections.abc import Iterator, Mapping, Sequence
 
 from etils import epath
 
+from visprior_jax.eval import vqa_metrics
+from visprior_jax.eval.vqa import baselines
 from visprior_jax.eval.vqa.base import (LETTERS, PARSERS, BadRow, Benchmark, VQAItem, field, format_options,
                                         iter_jsonl, parse_mc)
 
@@ -151,7 +156,7 @@ def score(item: VQAItem, prediction: str, parser: str = "paper") -> dict:
   if letter is not None and letter not in LETTERS[:len(item.options)]:
     letter = None
   return {"score": float(letter is not None and letter == item.answer), "parsed": letter,
-          "split": item.meta["split"]}
+          "split": item.meta["split"], "pred": vqa_metrics.normalize_vqa_answer(prediction)}
 
 
 def weighted_accuracy(accuracies: Mapping[str, float], counts: Mapping[str, int]) -> float:
@@ -171,7 +176,14 @@ def aggregate(scored: Sequence[tuple[VQAItem, dict]]) -> dict:
     per.setdefault(item.meta["split"], []).append(record["score"])
   accs = {s: 100.0 * sum(per[s]) / len(per[s]) for s in SPLITS if per.get(s)}
   counts = {s: len(per[s]) for s in accs}
-  return {**accs, "overall": weighted_accuracy(accs, counts), "macro": macro_accuracy(accs)}
+  return {**accs, "overall": weighted_accuracy(accs, counts), "macro": macro_accuracy(accs),
+          **baselines.baselines([_baseline_row(it, r) for it, r in scored], overall="overall")}
+
+
+def _baseline_row(item: VQAItem, record: Mapping) -> baselines.Row:
+  parsed, pred = record.get("parsed"), record.get("pred")
+  key = parsed if parsed is not None else (None if pred is None else "?" + pred)
+  return baselines.Row(item.meta["split"], (item.answer,), len(item.options), key)
 
 
 MLE_BENCH = Benchmark(

@@ -43,7 +43,13 @@ substring score is recorded beside it (``substring_accuracy``). The parser setti
 
 Aggregate: ``accuracy`` (primary, micro over items), ``accuracy/<task>``, ``accuracy/held_out`` and
 ``accuracy/seen`` (items whose target is / is not a held-out (shape, colour) combination) when both
-occur, and for tiny_knowledge ``accuracy/fact_in_sft`` and ``accuracy/fact_in_text``.
+occur, and for tiny_knowledge ``accuracy/fact_in_sft`` and ``accuracy/fact_in_text``. Beside them the
+baselines (``baselines.py``): per task ``chance/<task>``, ``majority/<task>`` (always the task's most
+common gold answer: its text when asked open, its letter when asked with letters), ``distinct/<task>``
+and ``top_share/<task>`` (how many different answers the model gives, and the share of its most common
+one), ``items/<task>``; the same five for ``fact_in_sft`` / ``fact_in_text``; ``chance`` and ``majority``
+over the whole benchmark. Each item's score record keeps ``pred``, its normalised prediction (the key
+of the spread metrics; letter-scored items use the parsed letter).
 """
 
 from __future__ import annotations
@@ -53,10 +59,11 @@ from collections.abc import Iterator, Mapping, Sequence
 from etils import epath
 
 from visprior_jax.eval import vqa_metrics
+from visprior_jax.eval.vqa import baselines
 from visprior_jax.eval.vqa.base import (LETTERS, PARSERS, BadRow, Benchmark, VQAItem, field, format_options,
                                         iter_jsonl, mc_score)
 
-__all__ = ["BENCHMARKS", "LETTER_SUFFIX", "SHORT_SUFFIX", "TASKS", "ocr_score"]
+__all__ = ["BENCHMARKS", "LETTER_SUFFIX", "SHORT_SUFFIX", "TASKS", "baseline_metrics", "ocr_score"]
 
 LETTER_SUFFIX = "Answer with the option's letter from the given choices directly."
 SHORT_SUFFIX = "Answer the question using a single word or phrase."
@@ -127,7 +134,8 @@ def open_prompt(item: VQAItem, suffix: str = SHORT_SUFFIX) -> str:
 def _mc_score(item: VQAItem, prediction: str, parser: str = "paper") -> dict:
   if parser not in PARSERS:
     raise ValueError(f"unknown parser {parser!r}; choose one of {PARSERS}")
-  return {**mc_score(item, prediction or "", parser), "task": item.meta["task"]}
+  return {**mc_score(item, prediction or "", parser), "task": item.meta["task"],
+          "pred": vqa_metrics.normalize_vqa_answer(prediction or "")}
 
 
 def ocr_score(item: VQAItem, prediction: str, parser: str = "paper") -> dict:
@@ -136,7 +144,7 @@ def ocr_score(item: VQAItem, prediction: str, parser: str = "paper") -> dict:
   pred = vqa_metrics.normalize_vqa_answer(prediction or "")
   exact = any(pred == vqa_metrics.normalize_vqa_answer(a) for a in item.answer)
   return {"score": float(exact), "substring": float(vqa_metrics.ocrbench_correct(prediction or "", item.answer)),
-          "task": item.meta["task"]}
+          "task": item.meta["task"], "pred": pred}
 
 
 def _mean(values: Sequence[float]) -> float:
@@ -156,7 +164,29 @@ def aggregate(scored: Sequence[tuple[VQAItem, dict]]) -> dict:
     out["accuracy/fact_in_text"] = _mean([r["score"] for it, r in scored if it.meta.get("fact_in_sft") is False])
   if scored and all("substring" in r for _, r in scored):
     out["substring_accuracy"] = _mean([r["substring"] for _, r in scored])
-  return out
+  return {**out, **baseline_metrics(scored)}
+
+
+def _baseline_row(item: VQAItem, record: Mapping) -> baselines.Row:
+  pred = record.get("pred")
+  if item.options:    # letter-scored: the gold letter; the parsed letter, else the (marked) normalised text
+    parsed = record.get("parsed")
+    key = parsed if parsed is not None else (None if pred is None else "?" + pred)
+    return baselines.Row(item.meta["task"], (item.answer,), len(item.options), key)
+  gold = tuple(dict.fromkeys(vqa_metrics.normalize_vqa_answer(a) for a in item.answer))
+  return baselines.Row(item.meta["task"], gold, int(item.meta.get("n_options", 0)), pred)
+
+
+def baseline_metrics(scored: Sequence[tuple[VQAItem, dict]]) -> dict:
+  """Per task ``chance/<task>``, ``majority/<task>``, ``distinct/<task>``, ``top_share/<task>``,
+  ``items/<task>`` (``baselines``), the same for tiny_knowledge's ``fact_in_sft`` / ``fact_in_text``
+  split, and ``chance`` / ``majority`` over the whole benchmark."""
+  rows = [_baseline_row(it, r) for it, r in scored]
+  groups = {}
+  if any("fact_in_sft" in it.meta for it, _ in scored):
+    groups["fact_in_sft"] = [i for i, (it, _) in enumerate(scored) if it.meta.get("fact_in_sft")]
+    groups["fact_in_text"] = [i for i, (it, _) in enumerate(scored) if it.meta.get("fact_in_sft") is False]
+  return baselines.baselines(rows, groups)
 
 
 def _mc(name: str, category: str) -> Benchmark:
@@ -179,7 +209,8 @@ def _open_from_mc(row, where: str, folder: epath.Path) -> VQAItem:
   letter names)."""
   item = _mc_item(row, where, folder)
   text = row.get("answer_text") or item.options[LETTERS.index(item.answer)]
-  return VQAItem(id=item.id, question=item.question, images=item.images, answer=[str(text)], meta=item.meta)
+  return VQAItem(id=item.id, question=item.question, images=item.images, answer=[str(text)],
+                 meta={**item.meta, "n_options": len(item.options)})
 
 
 def _open(name: str, category: str) -> Benchmark:
