@@ -1,6 +1,6 @@
 """Evaluation of one checkpoint: ``visprior eval lm|vqa|judge|alignment|all --config=configs/eval.py``.
 
-  # language evals of a pre-training run (PAPER.md 4.1): one local folder per task under lm.data_root
+  # language evals of a pre-training run (the paper's §2.2): one local folder per task under lm.data_root
   visprior eval lm --config=configs/eval.py --config.checkpoint=runs/3b/pretrain \\
       --config.tokenizer=tok.model --config.lm.data_root=/data/lm_eval
 
@@ -14,7 +14,8 @@
 Data roots hold one folder per benchmark, each a local snapshot of the published dataset repo
 (``huggingface-cli download lmms-lab/textvqa --repo-type dataset --local-dir /data/vqa/textvqa``);
 the folder names are ``Benchmark.folder`` in visprior_jax/eval/vqa/*.py (and the task names of
-visprior_jax/eval/lm_tasks.py). Outputs go to ``out`` (default ``<checkpoint>/eval/step_<N>``):
+visprior_jax/eval/lm_tasks.py). Outputs go to ``out`` (default ``<checkpoint>/eval/step_<N>``;
+``<checkpoint>/eval_blank/step_<N>`` with ``vqa.images=blank``):
 ``metrics.jsonl`` records, ``predictions/<benchmark>.jsonl``; rerunning resumes (eval/results.py).
 """
 
@@ -45,7 +46,7 @@ def get_config(arg: str = ""):
   c.on_error = "skip"      # bad rows / images: skip and count, or "raise" (an error naming file and row)
   c.limit = 0              # items per benchmark (0 = all); quick looks only: scores then are not comparable
   c.progress = True        # progress bars on stderr
-  c.seed = 42              # PAPER.md 4.2: seed 42, temperature 0
+  c.seed = 42              # the paper: seed 42, temperature 0
 
   c.lm = ml_collections.ConfigDict()
   c.lm.data_root = ""      # one folder per task: wikitext lambada piqa hellaswag winogrande arc_easy ...
@@ -62,6 +63,9 @@ def get_config(arg: str = ""):
   c.vqa.max_images = 1           # images per item (Cambrian gives the model the first)
   c.vqa.temperature = 0.0
   c.vqa.missing = "error"        # a benchmark folder that does not exist: error | skip
+  c.vqa.images = "real"          # real | blank: every image replaced by a uniform mid-gray one of its size (the
+                                 # no-image baseline); records get "images": "blank", default out
+                                 # <checkpoint>/eval_blank/step_<N>
 
   c.judge = ml_collections.ConfigDict()
   c.judge.enabled = False        # part of `visprior eval all` (`visprior eval judge` always runs it)
@@ -75,7 +79,7 @@ def get_config(arg: str = ""):
   c.alignment.image_root = ""    # folder relative image paths are under
   c.alignment.encoders = ""      # comma-separated vision towers: "self" (the MLLM's), big_vision .npz[:img], HF dirs
   c.alignment.family = ""        # preprocessing family of the listed encoders ("" = the run's)
-  c.alignment.k = 20             # mutual nearest neighbours (PAPER.md 4.5)
+  c.alignment.k = 20             # mutual nearest neighbours (the paper's §4.3)
   c.alignment.max_pairs = 1024
   c.alignment.batch_size = 16
   return c

@@ -19,7 +19,8 @@ blind, ``share.*``):
 Which stage a measure comes from: a run evaluated at several stages has, e.g., language evals of
 its pre-trained LLM and VQA of its SFT model. Language measures prefer ``pretrain``, the rest
 ``sft``; a measure found only at another stage is taken from there (stage preference lists below).
-Each run's last evaluated step is used (``store.latest``). In the paper table a run can appear in
+Each run's last evaluated step is used (``store.latest``). Only real-image evaluations count unless
+``images="blank"`` asks for the no-image ones (:func:`blank_runs_table`). In the paper table a run can appear in
 two figures with the same number (Fig. 1's 3B/30B point is Fig. 2's web-crawl bar): the exact value
 wins over the one read from a figure.
 """
@@ -52,7 +53,7 @@ LABELS = {"overall": "Avg VQA", "t_acc": "language accuracy", "ppl": "perplexity
 STAGE_PREFERENCE = {"lm": ("pretrain", "sft", "align"), "default": ("sft", "align", "pretrain")}
 SPEC_COLUMNS = ("study", "size", "params", "tokens", "mixture", "encoder", "seed", "sft", "blind")
 _NOT_SPEC = {"stage", "step", "checkpoint", "suite", "benchmark", "category", "metric", "value", "primary", "n",
-             "n_skipped", "settings", "time", "run_dir", "file", "note", "approx", "source"}
+             "n_skipped", "settings", "time", "images", "run_dir", "file", "note", "approx", "source"}
 
 
 def label(measure: str) -> str:
@@ -64,16 +65,29 @@ def _stage_rank(stage: pd.Series, suite: str) -> pd.Series:
   return stage.map(lambda s: order.index(s) if s in order else len(order)).astype(int)
 
 
-def runs_table(df: pd.DataFrame, measures: Iterable[str] | None = None) -> pd.DataFrame:
+def with_images(df: pd.DataFrame, images: str | None = "real") -> pd.DataFrame:
+  """The records evaluated on ``images`` ("real": also records without the field, as the paper table;
+  "blank": the no-image evaluations; None: all)."""
+  if images is None or df.empty:
+    return df
+  if "images" not in df:
+    return df if images == "real" else df.iloc[0:0]
+  return df[df["images"].fillna("real") == images]
+
+
+def runs_table(df: pd.DataFrame, measures: Iterable[str] | None = None, images: str = "real") -> pd.DataFrame:
   """One row per run: spec columns, ``share.*`` columns and one column per measure present.
 
   ``df``: the store's long table or the paper table. Columns ``approx`` (True when any of the run's
-  measures was read from a figure) and ``source`` are kept when the input has them."""
+  measures was read from a figure) and ``source`` are kept when the input has them. ``images``: which
+  evaluations (:func:`with_images`): the real-image ones by default, "blank" for the no-image ones
+  (:func:`blank_runs_table`)."""
   from visprior_jax.study.store import latest
   names = list(MEASURES) if measures is None else list(measures)
   unknown = [m for m in names if m not in MEASURES]
   if unknown:
     raise ValueError(f"unknown measures {unknown}; known: {', '.join(MEASURES)}")
+  df = with_images(df, images)
   if df.empty:
     return pd.DataFrame(columns=["run"])
   df = latest(df)
@@ -103,6 +117,12 @@ def runs_table(df: pd.DataFrame, measures: Iterable[str] | None = None) -> pd.Da
   present = [m for m in names if m in out.columns]
   out = out.dropna(subset=present, how="all") if present else out
   return out.reset_index(drop=True)
+
+
+def blank_runs_table(df: pd.DataFrame, measures: Iterable[str] | None = None) -> pd.DataFrame:
+  """:func:`runs_table` of the no-image evaluations (``vqa.images=blank``): what each run scores with
+  every image replaced by a uniform gray one (empty when the store has none)."""
+  return runs_table(df, measures, images="blank")
 
 
 def select(runs: pd.DataFrame, where: Mapping | None = None) -> pd.DataFrame:

@@ -3,11 +3,13 @@
 Each suite writes into the checkpoint's eval folder (``eval.results``): per-benchmark predictions,
 metrics records keyed by run, stage and step, and ``done`` markers so a rerun resumes.
 
-  lm         the language evals (PAPER.md 4.1): every task folder under lm.data_root; then ``lm:t_acc``
+  lm         the language evals (the paper's §2.2): every task folder under lm.data_root; then ``lm:t_acc``
              (mean of the 8 accuracy tasks, ARC = mean of ARC-e/-c) and ``lm:ppl`` (mean of the WikiText
              and LAMBADA perplexities); the LLM of a multimodal checkpoint is evaluated alone.
   vqa        the VQA registry (eval/vqa/registry.py) over vqa.data_root; then the category, perception /
-             reasoning and overall means (``vqa:<name>`` records).
+             reasoning and overall means (``vqa:<name>`` records). ``vqa.images=blank``: every image
+             replaced by a uniform mid-gray one (the no-image baseline); records carry
+             ``"images": "blank"`` and go to ``<workdir>/eval_blank/step_<N>``.
   judge      the Knowledge and Vision-Centric benchmarks again with the paper's explain instruction
              (suite ``explain``), then each explanation judged by the endpoint: ``judge:reasoning_quality``
              (logical_soundness %, reasoning_depth words), overall and per category.
@@ -40,19 +42,26 @@ def _load(config, language_only: bool = False) -> EvalModel:
                          tokenizer=config.tokenizer, run=config.run, language_only=language_only, dtype=config.dtype)
 
 
+def _blank(config) -> bool:
+  return config.vqa.get("images", "real") == "blank"
+
+
 def output_dir(config, model: EvalModel) -> epath.Path:
+  """``config.out``, else ``<workdir>/eval/step_<N>`` (exports ``<export>/eval/export``); ``eval_blank``
+  instead of ``eval`` when the images are blanked (``vqa.images=blank``)."""
   if config.out:
     return epath.Path(config.out)
   path = epath.Path(model.path)
   parts = path.parts
   if "checkpoints" in parts:
     path = epath.Path(*parts[:parts.index("checkpoints")])
-  return path / "eval" / (f"step_{model.step}" if model.step is not None else "export")
+  return path / ("eval_blank" if _blank(config) else "eval") / (f"step_{model.step}" if model.step is not None
+                                                                 else "export")
 
 
 def _output(config, model: EvalModel) -> EvalOutput:
   return EvalOutput(output_dir(config, model), run=model.run, stage=model.stage, step=model.step,
-                    checkpoint=model.path)
+                    checkpoint=model.path, fields={"images": "blank"} if _blank(config) else None)
 
 
 def _names(spec: str, known) -> list[str]:
@@ -115,7 +124,8 @@ def _vqa_settings(config, **overrides):
   from visprior_jax.eval.vqa_runner import VQASettings
   v = config.vqa
   kw = dict(parser=v.parser, batch_size=v.batch_size, max_new_tokens=v.max_new_tokens, max_images=v.max_images,
-            limit=config.limit, on_error=config.on_error, temperature=v.temperature, seed=config.seed)
+            limit=config.limit, on_error=config.on_error, temperature=v.temperature, seed=config.seed,
+            images=v.get("images", "real"))
   return VQASettings(**{**kw, **overrides})
 
 

@@ -12,6 +12,10 @@ A metrics record::
    "benchmark": "textvqa", "category": "OCR & Chart", "metric": "accuracy", "value": 41.3,
    "primary": true, "n": 5000, "n_skipped": 0, "settings": "<hash>", "time": "2026-11-22T15:04:05Z"}
 
+An evaluation with the images blanked (``vqa.images=blank``) writes the same records with one more
+field, ``"images": "blank"``, into its own folder (``<checkpoint>/eval_blank/step_<N>``); records
+without the field are real-image ones.
+
 ``value`` is on the benchmark's own scale (VQA scores 0-100, language accuracies 0-1 as lm-eval
 reports them, perplexities as is). Resume: a benchmark with a ``done`` marker whose settings hash
 matches is not run again; an unfinished one continues from the items already in its predictions
@@ -55,9 +59,11 @@ def _jsonable(value):
 class EvalOutput:
   """The output folder of one checkpoint's evaluation (see the module docstring)."""
 
-  def __init__(self, directory, *, run: str, stage: str, step: int | None, checkpoint: str):
+  def __init__(self, directory, *, run: str, stage: str, step: int | None, checkpoint: str,
+               fields: Mapping[str, Any] | None = None):
+    """``fields``: more key fields every record carries (e.g. ``{"images": "blank"}``)."""
     self.dir = epath.Path(directory)
-    self.key = dict(run=run, stage=stage, step=step, checkpoint=checkpoint)
+    self.key = dict(run=run, stage=stage, step=step, checkpoint=checkpoint, **(fields or {}))
     (self.dir / "predictions").mkdir(parents=True, exist_ok=True)
     (self.dir / "done").mkdir(parents=True, exist_ok=True)
 

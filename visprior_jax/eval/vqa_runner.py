@@ -6,7 +6,9 @@ the training chat template with the image tag(s) first (:func:`data.multimodal.e
 preprocess the item's first ``max_images`` images the way the run's images were preprocessed,
 generate (temperature 0 and seed 42 by default: the paper's setting; stop at the end-of-turn
 token), score with the benchmark's rule and the selected multiple-choice parser, write every
-prediction as it is made, then the metrics records (``eval.results``). A missing or corrupt
+prediction as it is made, then the metrics records (``eval.results``). With ``images="blank"`` every
+image is replaced by a uniform mid-gray image of its size before preprocessing: the same pipeline with
+no visual information (what a model scores from the question alone). A missing or corrupt
 image skips its item (counted; ``on_error="raise"``: an error naming the item's file and row).
 Items are batched by image count and prompts padded to a multiple of 64 tokens, so only a few
 shapes compile.
@@ -34,6 +36,8 @@ from visprior_jax.eval.vqa import registry
 from visprior_jax.eval.vqa.base import Benchmark, VQAItem, load_items
 
 log = logging.getLogger(__name__)
+IMAGES = ("real", "blank")
+BLANK_RGB = (128, 128, 128)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,12 +52,19 @@ class VQASettings:
   seed: int = 42
   suffix: str | None = None      # None: each benchmark's instruction; else this one (e.g. the judge's)
   suite: str = "vqa"             # records' suite; also separates predictions of different prompt styles
+  images: str = "real"           # real | blank (every image replaced by a uniform mid-gray one of its size)
+
+  def __post_init__(self):
+    if self.images not in IMAGES:
+      raise ValueError(f"vqa.images must be one of {IMAGES}, not {self.images!r}")
 
   def for_benchmark(self, bench: Benchmark) -> dict:
-    """The settings that determine a benchmark's predictions (their hash keys resume)."""
-    return dict(benchmark=bench.name, parser=self.parser, max_new_tokens=self.max_new_tokens or bench.max_new_tokens,
-                max_images=min(self.max_images, bench.max_images), limit=self.limit, temperature=self.temperature,
-                seed=self.seed, suffix=bench.suffix if self.suffix is None else self.suffix, suite=self.suite)
+    """The settings that determine a benchmark's predictions (their hash keys resume). ``images`` enters
+    only when blank, so real-image predictions made before the setting existed still resume."""
+    s = dict(benchmark=bench.name, parser=self.parser, max_new_tokens=self.max_new_tokens or bench.max_new_tokens,
+             max_images=min(self.max_images, bench.max_images), limit=self.limit, temperature=self.temperature,
+             seed=self.seed, suffix=bench.suffix if self.suffix is None else self.suffix, suite=self.suite)
+    return s if self.images == "real" else {**s, "images": self.images}
 
 
 def _prompt_ids(model, text: str, n_images: int) -> list[int]:
@@ -65,10 +76,20 @@ def _prompt_ids(model, text: str, n_images: int) -> list[int]:
                           image_token_id=mcfg.image_token_id if mcfg else -1)
 
 
-def _images(model, item: VQAItem, k: int) -> np.ndarray:
+def blank_image(image):
+  """A uniform mid-gray RGB image of ``image``'s size (the ``images="blank"`` stand-in)."""
+  from PIL import Image
+  return Image.new("RGB", image.size, BLANK_RGB)
+
+
+def _images(model, item: VQAItem, k: int, images: str = "real") -> np.ndarray:
   family, res = model.image_preprocessing
-  return np.stack([mm.preprocess(mm.load_image(ref), family, res) for ref in item.images[:k]]) if k else \
-      np.zeros((0, res, res, 3), np.float32)
+  if not k:
+    return np.zeros((0, res, res, 3), np.float32)
+  loaded = [mm.load_image(ref) for ref in item.images[:k]]   # loaded either way: a bad image is skipped alike
+  if images == "blank":
+    loaded = [blank_image(im) for im in loaded]
+  return np.stack([mm.preprocess(im, family, res) for im in loaded])
 
 
 def run_benchmark(model, bench: Benchmark, folder, out: EvalOutput, settings: VQASettings,
@@ -95,7 +116,7 @@ def run_benchmark(model, bench: Benchmark, folder, out: EvalOutput, settings: VQ
       batch, images, prompts = [], [], []
       for it in group[start:start + settings.batch_size]:
         try:
-          images.append(_images(model, it, k))
+          images.append(_images(model, it, k, settings.images))
         except _BadRecord as e:
           if settings.on_error == "raise":
             raise ValueError(f"{bench.name}: {it.where}: {e.reason} ({e.detail})") from None

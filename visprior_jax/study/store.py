@@ -7,11 +7,13 @@ A study directory holds one folder per run. The runner writes the run's spec to 
    "sft": "full", "blind": false, ...}
 
 and each evaluation writes ``<run dir>/<stage>/eval/step_<N>/metrics.jsonl`` (found at any depth
-below the run folder; ``visprior_jax.eval.results`` documents the records). :func:`collect` turns
-all of it into ONE long table, one row per (run, stage, step, benchmark, metric):
+below the run folder, in any folder named ``eval`` or ``eval_*``, e.g. the no-image evaluation's
+``eval_blank``; ``visprior_jax.eval.results`` documents the records). :func:`collect` turns all of it
+into ONE long table, one row per (run, stage, step, images, benchmark, metric):
 
   record columns   run, stage, step, checkpoint, suite, benchmark, category, metric, value, primary,
-                   n, n_skipped, settings, time (UTC datetime)
+                   n, n_skipped, settings, time (UTC datetime), images ("real", the default for records
+                   without the field, or "blank": the images were replaced by a uniform gray one)
   spec columns     every scalar field of run.json (study, size, params, tokens, mixture, encoder,
                    seed, sft, blind, ...); nested dicts flattened with dots, so ``shares`` becomes
                    ``share.<name>`` columns (fractions; absent = NaN); lists as JSON text
@@ -22,7 +24,9 @@ Decisions:
 - ``run`` is the spec's name when the record lies under a run.json (the folder decides which run
   a record belongs to); records outside any run folder keep their own ``run`` and have no spec.
   A spec key that collides with a record column (other than ``run``) is kept as ``spec.<key>``.
-- Duplicates: the same (run, stage, step, benchmark, metric) evaluated twice keeps the record with
+- Real- and blank-image records of the same benchmark are different rows (``images`` is in the key);
+  the analysis reads the real ones unless asked for the blank ones (``analysis.tables.runs_table``).
+- Duplicates: the same (run, stage, step, images, benchmark, metric) evaluated twice keeps the record with
   the latest ``time``; equal times keep the one read last (files in sorted order, lines in order).
 - Bad input is skipped and counted, never fatal and never silently dropped: a line that is not a
   JSON object with ``benchmark``, ``metric`` and ``value`` is skipped (named as ``file:line``); a
@@ -50,8 +54,9 @@ import pyarrow.parquet as pq
 from etils import epath
 
 RECORD_COLUMNS = ("run", "stage", "step", "checkpoint", "suite", "benchmark", "category", "metric", "value",
-                  "primary", "n", "n_skipped", "settings", "time")
-KEY = ("run", "stage", "step", "benchmark", "metric")
+                  "primary", "n", "n_skipped", "settings", "time", "images")
+KEY = ("run", "stage", "step", "images", "benchmark", "metric")
+IMAGES_DEFAULT = "real"     # records without an "images" field were evaluated on the real images
 RESULTS_FILE = "results.parquet"
 RUN_FILE = "run.json"
 METRICS_FILE = "metrics.jsonl"
@@ -184,6 +189,7 @@ def _frame(rows: list[dict]) -> pd.DataFrame:
   for col in ("n", "n_skipped"):
     df[col] = pd.to_numeric(df[col], errors="coerce").astype("Int64")
   df["primary"] = df["primary"].astype("boolean")
+  df["images"] = df["images"].fillna(IMAGES_DEFAULT).astype(str)
   for col in df.columns:
     if col not in ("time", "value", "step", "n", "n_skipped", "primary"):
       df[col] = _tidy(df[col])
@@ -194,7 +200,8 @@ def _frame(rows: list[dict]) -> pd.DataFrame:
 
 
 def dedupe(df: pd.DataFrame) -> pd.DataFrame:
-  """One row per (run, stage, step, benchmark, metric): the latest ``time`` wins; ties keep the last read."""
+  """One row per (run, stage, step, images, benchmark, metric): the latest ``time`` wins; ties keep the last
+  read."""
   order = df.assign(_order=np.arange(len(df))).sort_values(["time", "_order"], na_position="first", kind="stable")
   return order.drop_duplicates(list(KEY), keep="last").sort_values("_order").drop(columns="_order")
 
@@ -219,8 +226,8 @@ def collect(study_dir, out=None) -> epath.Path:
     if RUN_FILE in files:
       spec = _read_spec(folder / RUN_FILE, _rel(folder / RUN_FILE, root), bad)
       specs[str(folder)] = _spec_columns(spec) if spec is not None else None
-    if METRICS_FILE not in files or "eval" not in folder.parts:
-      continue   # training runs write per-step metrics.jsonl too: only eval folders hold records
+    if METRICS_FILE not in files or not any(p == "eval" or p.startswith("eval_") for p in folder.parts):
+      continue   # training runs write per-step metrics.jsonl too: only eval (eval_blank, ...) folders hold records
     n_files += 1
     path = folder / METRICS_FILE
     rel = _rel(path, root)
@@ -275,13 +282,15 @@ def load(path_or_study_dir, *, refresh: bool = False) -> pd.DataFrame:
 
 
 def latest(df: pd.DataFrame) -> pd.DataFrame:
-  """Each run's last evaluated step, per stage (a run's pretrain and sft evals are both kept).
+  """Each run's last evaluated step, per stage and images (a run's pretrain and sft evals are both kept,
+  and its real- and blank-image evals each at their own last step).
 
   Rows without a step (parameter exports, the paper table) count as the last step only when their
   (run, stage) has no numbered step."""
   if df.empty:
     return df
   stage = df["stage"].fillna("")
-  last = df["step"].groupby([df["run"], stage], dropna=False).transform("max")
+  keys = [df["run"], stage] + ([df["images"].fillna(IMAGES_DEFAULT)] if "images" in df else [])
+  last = df["step"].groupby(keys, dropna=False).transform("max")
   keep = (df["step"] == last).fillna(False) | last.isna()
   return df[keep.astype(bool)].reset_index(drop=True)
