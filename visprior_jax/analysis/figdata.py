@@ -181,12 +181,12 @@ def _lines(runs, measures, series) -> pd.DataFrame:
 
 
 def judge(long, runs, *, measures=("logical_soundness", "reasoning_depth"), where=None, **_) -> pd.DataFrame:
-  """Reasoning quality vs category share (PAPER.md 4.4 / Fig. 9), one line per category."""
+  """Reasoning quality vs category share (the paper's §4.2 / Fig. 9), one line per category."""
   return _lines(_sweep_runs(select(runs, where)), measures, "category")
 
 
 def alignment(long, runs, *, measures=("mnn",), where=None, **_) -> pd.DataFrame:
-  """LLM-vision mNN vs category share (PAPER.md 4.5 / Fig. 10)."""
+  """LLM-vision mNN vs category share (the paper's §4.3 / Fig. 10)."""
   return _lines(_sweep_runs(select(runs, where)), measures, "category")
 
 

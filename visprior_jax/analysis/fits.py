@@ -36,7 +36,7 @@ per x; resampling points then often keeps only k distinct x, the model interpola
 and extrapolates wildly, so the band measures the design's fragility, not the noise. Resamples
 whose fit fails (too few distinct x, no convergence) are skipped and counted (``n_failed``).
 
-Optimal share (:func:`optimal_share`, PAPER.md Fig. 3's "optimal point"): the argmax over the
+Optimal share (:func:`optimal_share`, the paper's Fig. 3 "optimal point"): the argmax over the
 observed share range of a smoothed fit -- a quadratic polynomial by default (``degree``), the
 lowest-order curve with an interior maximum, about what the paper's shaded smoothed bands look
 like -- and a bootstrap percentile CI of that argmax.

@@ -1,4 +1,4 @@
-"""Paper mode: every number PAPER.md section 5 publishes, in the results store's long format.
+"""Paper mode: every number the paper publishes in its tables and figures, in the results store's long format.
 
 ``paper_results.csv`` (package data, next to this file) holds one row per published number, with
 the store's record and spec columns, so every fit and figure runs on it exactly as on a study's
@@ -6,7 +6,7 @@ results (``figures.draw(..., source="paper"|"both")``)::
 
   source   where it is printed: "Table 1/2/3/5/6", "Fig. 1/2/3/4/5/6/7", "Sec. 4.4" (Fig. 9), "Sec. 4.5" (Fig. 10)
   approx   False for tables and data labels printed in the PDF; True for values read by eye from a
-           figure (PAPER.md's [FIG~]; about +-0.1 on the plotted scale)
+           figure by eye (about +-0.1 on the plotted scale)
   run      the paper's model: ``<size>_<tokens>/<recipe>`` (``3b_30b/sweep:code_reasoning:75``,
            ``7b_1t/balanced``, ``3b_50b/mix6``), ``sft_ablation/<variant>``, ``frontier/<model>``
   spec     size (preset name), params (nominal), tokens, mixture (``data.mixtures`` recipe name),
@@ -35,7 +35,7 @@ What is where (and which numbers are approximate):
                 sweeps; the code 0% and 100% endpoints are printed in the text               endpoints exact
   Sec. 4.5      alignment:mnn curves of the code / science sweeps                            approx
 
-Left out: Fig. 1's other panels (PAPER.md gives only ranges, not points), Fig. 5's General and
+Left out: Fig. 1's other panels (only their ranges were read, not points), Fig. 5's General and
 Knowledge (ranges only). Values keep the store's scales (VQA 0-100, language accuracy as a fraction).
 
 Overall means follow ``eval/vqa/registry.summarize``: the unweighted mean over the 16 benchmarks,

@@ -246,7 +246,7 @@ def write_report(df: pd.DataFrame, out_dir, paper: bool = True, *, n_boot: int =
            "`visprior_jax.analysis.report`. Measures: " + ", ".join(f"{m} = {label(m)}" for m in ("overall", "t_acc",
                                                                                                   "ppl")) + ".\n"]
   if paper:
-    lines.append("Paper numbers come from `visprior_jax/analysis/paper_results.csv` (PAPER.md section 5); values read "
+    lines.append("Paper numbers come from `visprior_jax/analysis/paper_results.csv`; values read "
                  "by eye from the paper's figures are approximate (about +-0.1) and drawn hollow / hatched.\n")
   if not runs.empty and len(runs.columns) > 1:
     lines += _runs_section(df, runs) + [""]

@@ -1,13 +1,13 @@
 """Across-run statistics: category correlations and their clusters, effect sizes, mixture ranking.
 
-Correlation (PAPER.md Fig. 4, Finding 5). :func:`spearman_matrix` is Spearman's rho between the four
+Correlation (the paper's Fig. 4, Finding 5). :func:`spearman_matrix` is Spearman's rho between the four
 VQA categories over runs (``scipy.stats.spearmanr``, rows with a missing category dropped).
 :func:`cluster_categories` groups the categories by average-linkage hierarchical clustering
 (``scipy.cluster.hierarchy``) on the distance 1 - rho, cut into ``n_clusters`` groups. On the paper's
 matrix that gives {General, OCR & Chart} (rho 0.37) and {Knowledge, Vision-Centric} (0.33): the
 perception and reasoning priors.
 
-Effect sizes (TINY_STUDY.md "Honesty"). :func:`effect_size` compares a measure between two groups
+Effect sizes. :func:`effect_size` compares a measure between two groups
 of runs (e.g. two mixtures, each trained with several seeds): the difference of group means with a
 bootstrap CI. When both groups hold the same seeds once each, the bootstrap resamples seeds jointly
 (paired: run-to-run noise shared by a seed cancels); otherwise each group's runs are resampled
@@ -23,7 +23,7 @@ the classical t interval (Student's on the paired differences, else Welch's), wh
 plain: "not significant" when the CI contains 0; "cannot tell" when a group has fewer than 2 runs
 (no spread to estimate); otherwise which group is higher.
 
-Mixture ranking (PAPER.md Table 2). The paper does not say how its "Overall Rank" is made; here:
+Mixture ranking (the paper's Table 2). The paper does not say how its "Overall Rank" is made; here:
 mean over seeds per mixture, rank on language (perplexity ascending and accuracy descending; the
 language rank is the rank of their rank sum) and on vision (Avg VQA descending); ``rank_sum`` =
 ppl rank + accuracy rank + vision rank, ``overall_rank`` its rank (ties: better vision first), and

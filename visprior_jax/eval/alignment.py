@@ -1,4 +1,4 @@
-"""LLM-vision representational alignment (PAPER.md 4.5; arXiv §2.2, §4.3): the mutual
+"""LLM-vision representational alignment (arXiv §2.2, §4.3): the mutual
 nearest-neighbour (mNN) score of the Platonic Representation Hypothesis (PRH) between an LLM's
 caption features and a vision encoder's image features, over N image-caption pairs.
 
@@ -15,7 +15,7 @@ go to the lower index, deterministically. Zero rows stay zero after normalisatio
 similarities tie at 0).
 
 Layers. :func:`layerwise_mutual_knn` scores every (LLM layer, vision layer) pair and reports the
-maximum, as the PRH reference does (PAPER.md 4.5 [INFERENCE]: per-layer mean-pooled features,
+maximum, as the PRH reference does (our inference: per-layer mean-pooled features,
 L2-normalised, max over layer pairs); the paper states none of layer, pooling or normalisation.
 The NN sets of each layer are computed once (La + Lb kNN searches, then La * Lb cheap overlaps).
 

@@ -1,4 +1,4 @@
-"""Reasoning quality of an MLLM's explanations (PAPER.md 4.4; arXiv §4.2): Logical Soundness and
+"""Reasoning quality of an MLLM's explanations (arXiv §4.2): Logical Soundness and
 Reasoning Depth, scored by an LLM judge behind an OpenAI-compatible endpoint.
 
 Protocol. On the reasoning-heavy VQA items (Knowledge and Vision-Centric benchmarks) the MLLM is

@@ -1,4 +1,4 @@
-"""Zero-shot language evaluation (PAPER.md 4.1): log-likelihoods, multiple choice, perplexity, LAMBADA.
+"""Zero-shot language evaluation (arXiv §2.2): log-likelihoods, multiple choice, perplexity, LAMBADA.
 
 The paper follows the Mamba/GLA lm-eval-harness suite: WikiText and LAMBADA perplexity (``ppl`` =
 their mean), LAMBADA accuracy, and 8 zero-shot multiple-choice tasks (``t-acc`` = their unweighted
@@ -200,6 +200,6 @@ def lambada(cfg, params, tokenizer, texts: Sequence[str], batch_size: int = 16, 
 
 
 def summarize(task_accs: dict[str, float], wikitext_ppl: float, lambada_ppl: float) -> dict:
-  """PAPER.md 4.1: t-acc = unweighted mean of the task accuracies; ppl = mean of the two perplexities."""
+  """The paper's §2.2: t-acc = unweighted mean of the task accuracies; ppl = mean of the two perplexities."""
   return {"t_acc": float(np.mean(list(task_accs.values()))) if task_accs else float("nan"),
           "ppl": (wikitext_ppl + lambada_ppl) / 2}

@@ -1,4 +1,4 @@
-"""The paper's language benchmarks (PAPER.md 4.1) from local files, formatted as lm-eval-harness does.
+"""The paper's language benchmarks (arXiv §2.2) from local files, formatted as lm-eval-harness does.
 
   items, stats = load_task("piqa", "/data/piqa")          # stats: {"n", "n_skipped", "skipped_examples"}
   res = evaluate_task("piqa", cfg, params, tok, "/data/piqa", limit=100)   # {"acc", "acc_norm", ...}

@@ -1,7 +1,7 @@
 """VQA scoring rules: pure Python (+ numpy), no model code.
 
-Reference behaviour: /work/shared/EVAL.md sections 1-2 (Cambrian ``*_test.py`` and lmms-eval)
-and PAPER.md section 4.2 (the paper's three-tier multiple-choice parser, arXiv App. D).
+Reference behaviour: Cambrian's ``*_test.py`` scripts and lmms-eval, and the paper's three-tier
+multiple-choice parser (arXiv App. D).
 
 Contents
   * ``normalize_vqa_answer`` / ``EVALAI_CONTRACTIONS``: the EvalAI / official VQA answer

@@ -1,8 +1,8 @@
 """The paper's "General" benchmarks: GQA, MME, MMBench (EN dev) and SEED (image).
 
 Every benchmark reads the local snapshot of its Hugging Face dataset as published (see ``base``)
-and builds Cambrian-1's prompt (``cambrian-mllm/cambrian`` ``eval/eval/<bench>/<bench>_eval.py``,
-EVAL.md section 2a), because the paper says it follows Cambrian-1's evaluation suite. The suffix
+and builds Cambrian-1's prompt (``cambrian-mllm/cambrian`` ``eval/eval/<bench>/<bench>_eval.py``),
+because the paper says it follows Cambrian-1's evaluation suite. The suffix
 (Cambrian's ``--question_extension``) is joined with a newline, as Cambrian does; the runner puts
 the image tag before the text and applies the chat template. Scores are on 0-100.
 
@@ -28,12 +28,11 @@ MME (``mme``, folder ``mme``, ``lmms-lab/MME`` split test)
   Cambrian's rule (lowercase, rstrip ".", exact yes/no) agrees on clean outputs and is stricter on
   "Yes, there is ...". Aggregate with ``vqa_metrics.mme_scores``: per subtask acc, acc+ (both
   questions of an image right) and score = acc + acc+ (max 200), images grouped by
-  (category, question_id) - NOT Cambrian's file-order parity hack (EVAL.md section 6.5).
+  (category, question_id) - NOT Cambrian's file-order parity hack.
   ``perception`` = sum over the 10 perception subtasks (max 2000), ``cognition`` = sum over the 4
   cognition ones (max 800). Primary ``perception_100`` = perception / 20, i.e. MME-P on 0-100:
   THIS /20 SCALING IS OUR ASSUMPTION. The paper averages MME with 0-100 benchmarks (its General
-  average of 46.92 is impossible with raw MME-P) but never says how it rescales (EVAL.md
-  sections 0 and 6.1). With a partial run (``limit``) the sums cover only the subtasks present.
+  average of 46.92 is impossible with raw MME-P) but never says how it rescales. With a partial run (``limit``) the sums cover only the subtasks present.
   Also reported: ``accuracy`` (per question) and ``score/<subtask>``, ``acc/<subtask>``,
   ``acc_plus/<subtask>``.
 

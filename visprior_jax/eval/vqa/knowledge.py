@@ -1,10 +1,10 @@
 """The paper's "Knowledge" benchmarks: ScienceQA-IMG, MMMU (val), AI2D and MathVista (testmini).
 
 Layouts are the Hugging Face snapshots as published (``base``); prompts are Cambrian-1's
-(``cambrian-mllm/cambrian`` ``eval/eval/<bench>/<bench>_eval.py``, EVAL.md section 2a) since the
+(``cambrian-mllm/cambrian`` ``eval/eval/<bench>/<bench>_eval.py``) since the
 paper follows Cambrian-1; the suffix is joined with a newline as Cambrian does. Multiple choice is
 scored with ``base.parse_mc`` and the selected parser (default: the paper's three-tier parser,
-PAPER.md section 4.2). Scores are on 0-100.
+the paper's App. D). Scores are on 0-100.
 
 ScienceQA-IMG (``scienceqa``, folder ``scienceqa``)
   Cambrian reads ``derek-thomas/ScienceQA`` test (4,241 rows, ``data/test-*.parquet``) and reports
@@ -82,7 +82,7 @@ MathVista (``mathvista``, folder ``mathvista``, ``AI4Math/MathVista`` split test
       (``safe_equal``); list: the last "[...]" in the output (else the whole output), compared
       with the gold after removing whitespace; anything else: lowercased, stripped, trailing "."
       removed, equality.
-  Cambrian's own test (EVAL.md section 2b/6.5) compares the lowercased output with the gold
+  Cambrian's own test compares the lowercased output with the gold
   letter and its ``split('.')[0]`` branch for multiple choice never runs ("multiple-choice" vs
   "multi_choice"), so with the CoT suffix nearly every multiple-choice answer fails; we fix that
   by parsing the letter. Primary ``accuracy``; also ``accuracy/multi_choice`` and

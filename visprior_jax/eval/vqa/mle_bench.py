@@ -1,4 +1,4 @@
-"""MLE-Bench (Multi-Level Existence Bench), the paper's own perception benchmark (EVAL.md §5).
+"""MLE-Bench (Multi-Level Existence Bench), the paper's own perception benchmark (its §4.1, App. E).
 
 Release: Hugging Face dataset ``JunlinHan/Multi-Level_Existence_Bench`` (CC-BY-NC-4.0), folder
 ``mle_bench``; 1,861 images, one 4-choice question each, single split ``train``. The repo is an

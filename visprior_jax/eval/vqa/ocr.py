@@ -2,7 +2,7 @@
 
 Every benchmark reads the local snapshot of its Hugging Face dataset repo (``huggingface-cli download
 <id> --repo-type dataset --local-dir DATA_ROOT/<folder>``); images are the embedded HF ``Image`` column.
-Prompts and generation lengths are Cambrian's ``eval/eval/<bench>/<bench>_eval.py`` (EVAL.md §2a), since
+Prompts and generation lengths are Cambrian's ``eval/eval/<bench>/<bench>_eval.py``, since
 the paper "follows Cambrian-1"; the question extension (``suffix``) is appended after a newline, as
 Cambrian's ``qs += f"\\n{question_extension}"``. Scoring uses ``visprior_jax.eval.vqa_metrics``.
 

@@ -1,7 +1,7 @@
 """Every VQA benchmark by name, the named sets, and the paper's category and overall means.
 
 Sets (``--config.vqa.benchmarks``, comma-separated names and/or set names):
-  paper16   the study's 16 (PAPER.md 4.2; EVAL.md §0): General GQA, MME, MMBench, SEED; Knowledge
+  paper16   the study's 16 (the paper's §2.2): General GQA, MME, MMBench, SEED; Knowledge
             ScienceQA-IMG, MMMU, AI2D, MathVista; OCR & Chart TextVQA, ChartQA, OCRBench;
             Vision-Centric RealWorldQA, BLINK, CV-Bench COCO, ADE, Omni3D
   cambrian  paper16 + DocVQA and MMVP (Cambrian-1 comparability)
@@ -10,7 +10,7 @@ Sets (``--config.vqa.benchmarks``, comma-separated names and/or set names):
   tiny_open the same with tiny_general / tiny_knowledge / tiny_vision asked open (``*_open``; the tiny study)
   all       every registered benchmark, MLE-Bench and the tiny ones included
 
-Summary (:func:`summarize`, PAPER.md 4.2): each category's score is the unweighted mean of its
+Summary (:func:`summarize`, the paper's §2.2): each category's score is the unweighted mean of its
 benchmarks' primary metrics; ``overall`` is the unweighted mean over the 16 benchmarks (not the
 mean of the 4 category means: Table 3's overall 37.32 = (4·46.92 + 4·28.35 + 3·21.49 + 5·46.31)/16);
 ``perception`` (General + OCR & Chart) and ``reasoning`` (Knowledge + Vision-Centric) are the

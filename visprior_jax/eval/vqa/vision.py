@@ -1,6 +1,6 @@
 """Vision-Centric benchmarks (RealWorldQA, BLINK, CV-Bench COCO / ADE / Omni3D) and the extra MMVP.
 
-Facts come from /work/shared/EVAL.md (sections 0-2), the Cambrian ``eval/eval/<bench>/`` scripts and
+Facts come from the Cambrian ``eval/eval/<bench>/`` scripts and
 lmms-eval's task utils; nothing is copied. Prompts follow Cambrian (the paper followed Cambrian-1); the
 default multiple-choice parser is the paper's three-tier parser (``base.parse_mc(..., "paper")``); the
 ``lmms`` and ``cambrian`` parsers reproduce the reference rules where they differ (listed per benchmark).
@@ -90,7 +90,7 @@ MMVP (``mmvp``, extra: category None, ``paper=False``, folder ``mmvp``)
   says, and ``meta["corrected_answer"]`` holds lmms-eval's corrected letter, scored alongside
   (``*_corrected`` metrics), so both conventions are reported from one run.
   Prompt (Cambrian ``mmvp_eval.py``, as in the published script): question + " Options:" + "\\nA. <a>" +
-  "\\nB. <b>" + "\\n" + letter suffix; ``max_new_tokens`` 512. Note: EVAL.md §2a writes the options as
+  "\\nB. <b>" + "\\n" + letter suffix; ``max_new_tokens`` 512. Note: a reading of the script may give the options as
   "(a) ... (b) ..."; the script actually rewrites them to "A." / "B." (its "(b)" line is commented out),
   so the model sees capital letters, which is what the paper parser reads.
   Scoring: ``paper``: before the three-tier parser, a prediction that is only a lower-case letter ("a",
