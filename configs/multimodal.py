@@ -38,7 +38,8 @@ def base(arg: str, stage: str) -> ml_collections.ConfigDict:
       kind="multimodal", tokenizer="", family=family, resolution=resolution, max_images=1,
       tokens_per_image=tokens, image_token_id=image_token_id, blind=False, workers=0, on_error="skip",
       allow_data_change=False,
-      loss_weighting="token"))   # "example": every sample weighs the same whatever its answer length
+      loss_weighting="token",    # "example": every sample weighs the same whatever its answer length
+      pack=1))                   # samples per row (each its own segment): short chats stop paying for padding
   c.data.sources = []        # read_samples specs: {"kind": "captions"|"instructions", "paths": [...], ...}
   c.train.update(batch_size=512, seq_len=2048, epochs=1.0, log_every=10)   # one epoch (PAPER.md 3.2-3.3)
   c.optim.schedule = "cosine"

@@ -357,3 +357,64 @@ def test_label_instructions_command_writes_labels_and_removal_variants(tmp_path)
   sizes = {keep: len(json.loads((tmp_path / "variants" / f"sft.perception_keep{keep}.json").read_text()))
            for keep in (100, 50, 0)}
   assert sizes == {100: 6, 50: 4, 0: 2}   # the reasoning and text-only entries are always kept
+
+
+def _solo_images(n_img, seed):
+  rng = np.random.default_rng(seed)
+  return tuple(_png_bytes(tuple(int(v) for v in rng.integers(0, 255, 3))) for _ in range(n_img))
+
+
+def _png_bytes(color):
+  buf = io.BytesIO()
+  Image.new("RGB", (8, 8), color).save(buf, format="PNG")
+  return buf.getvalue()
+
+
+def test_packing_puts_whole_samples_side_by_side():
+  samples = [mm.Sample(f"s{i}", _solo_images(i % 2, i), (("user", "<image>" * (i % 2) + "q" * (3 + i)),
+                                                         ("assistant", "a" * (1 + i % 3))), f"f:{i}")
+             for i in range(12)]
+  one = _source(samples, batch_size=6, seq_len=80, max_images=1)
+  two = _source(samples, batch_size=3, seq_len=80, max_images=1, pack=2, loss_weighting="example")
+  a, b = one.batch(1), two.batch(1)     # the same 6 samples: rows of one are the halves of two's rows
+  assert b["images"].shape[:2] == (3, 2) and b["segment_ids"].max() == 2
+  for r in range(3):
+    seg = b["segment_ids"][r]
+    for j in range(2):
+      ids = a["inputs"][2 * r + j][a["segment_ids"][2 * r + j] == 1]
+      np.testing.assert_array_equal(b["inputs"][r][seg == j + 1], ids)
+      np.testing.assert_array_equal(b["positions"][r][seg == j + 1], np.arange(len(ids)))
+      np.testing.assert_allclose(b["loss_mask"][r][seg == j + 1].sum(), 1.0)    # each sample weighs one
+    np.testing.assert_array_equal(b["images"][r][b["image_mask"][r]], a["images"][2 * r:2 * r + 2][a["image_mask"][2 * r:2 * r + 2]])
+  assert two.fingerprint()["pack"] == 2 and "pack" not in one.fingerprint()
+  # a sample that does not fit whole behind the first is left out and counted, never cut
+  tight = _source(samples, batch_size=3, seq_len=50, max_images=1, pack=2)
+  t = tight.batch(1)
+  assert tight.stats.skipped["pack overflow"] >= 1 and t["segment_ids"].max() <= 2
+  for r in range(3):
+    if (t["segment_ids"][r] == 2).any():
+      assert t["loss_mask"][r][t["segment_ids"][r] == 2].sum() > 0
+  with pytest.raises(ValueError, match="pack"):
+    _source(samples, pack=0)
+
+
+def test_packed_loss_is_the_mean_of_the_samples_losses():
+  import jax
+  import jax.numpy as jnp
+  from visprior_jax.models import llama
+  samples = [mm.Sample(f"s{i}", (), (("user", "q" * (3 + i)), ("assistant", "ab"[: 1 + i % 2])), f"f:{i}")
+             for i in range(8)]
+  cfg = llama.LlamaConfig(vocab_size=260, embed_dim=16, num_layers=1, num_heads=2, num_kv_heads=1, head_dim=8,
+                          mlp_dim=32, max_seq_len=64)
+  model = llama.Llama(cfg, rngs=__import__("flax").nnx.Rngs(0))
+
+  def loss(batch):
+    logits = model(jnp.asarray(batch["inputs"]), jnp.asarray(batch["positions"]), jnp.asarray(batch["segment_ids"]))
+    nll = -jnp.take_along_axis(jax.nn.log_softmax(logits), jnp.asarray(batch["targets"])[..., None], -1)[..., 0]
+    return float((nll * batch["loss_mask"]).sum() / batch["loss_mask"].sum())
+
+  solo = _source(samples, batch_size=8, seq_len=32, max_images=1, loss_weighting="example").batch(0)
+  packed_src = _source(samples, batch_size=2, seq_len=160, max_images=1, pack=4, loss_weighting="example")
+  packed = packed_src.batch(0)
+  assert not packed_src.stats.skipped and packed["segment_ids"].max() == 4
+  np.testing.assert_allclose(loss(packed), loss(solo), rtol=1e-5)

@@ -400,13 +400,20 @@ class MultimodalSource:
   image that would not fit, and that image is dropped) and padded with ``pad_id``; ``inputs`` /
   ``targets`` are the shifted tokens, ``loss_mask`` is the template's mask on the targets,
   ``segment_ids`` are 1 on real tokens and 0 on padding, ``positions`` count from 0.
-  ``loss_weighting="example"`` divides each row's ``loss_mask`` by its number of loss tokens, so every
+  ``loss_weighting="example"`` divides each sample's ``loss_mask`` by its number of loss tokens, so every
   sample weighs the same in the loss whatever its answer length (the trainer's normaliser, the
   mask's sum, then counts samples); ``"token"`` (default, LLaVA's) leaves it 0/1.
+  ``pack=k`` (default 1) puts ``k`` samples in each row: global row ``g`` holds the samples the
+  formula above gives for rows ``k*g, ..., k*g + k - 1``, one after the other, each its own segment
+  (``segment_ids`` 1..k, positions restarting at 0, so attention never crosses samples), their images
+  in the row's slots in order (``images`` then has ``k * max_images`` slots). A sample that does not
+  fit whole behind the ones before it is left out of that row and counted ("pack overflow"); the
+  first sample of a row is truncated as without packing. A step then sees ``k * batch_size``
+  samples: short chats (the tiny study's ~60 ids in rows of 128) stop paying for padding.
   ``images`` is (rows, max_images, res, res, 3) float32 with ``image_mask`` (rows, max_images)
   marking real slots (slot k fills the k-th placeholder run). Samples with more than
   ``max_images`` images are skipped and counted when the source is built. An image that fails to
-  decode at batch time makes its row empty (all masks 0) and is counted in ``self.stats`` (in the
+  decode at batch time leaves its sample out of the row (all its masks 0) and is counted in ``self.stats`` (in the
   calling process; worker processes log it), or raises with ``on_error="raise"``.
 
   ``workers=N`` builds batches in N grain worker processes (the tokenizer must pickle; pass a
@@ -418,7 +425,7 @@ class MultimodalSource:
                family: str = "siglip", resolution: int | None = None, max_images: int = 1,
                tokens_per_image: int = 576, image_token_id: int | None = None, blind: bool = False,
                template: ChatTemplate = ChatTemplate(), on_error: str = "skip", workers: int = 0,
-               allow_data_change: bool = False, loss_weighting: str = "token"):
+               allow_data_change: bool = False, loss_weighting: str = "token", pack: int = 1):
     if isinstance(tokenizer, str):
       from visprior_jax.data.tokenizers import load_tokenizer
       self._tokenizer_spec, tokenizer = tokenizer, load_tokenizer(tokenizer)
@@ -431,6 +438,9 @@ class MultimodalSource:
     if loss_weighting not in LOSS_WEIGHTINGS:
       raise ValueError(f"data.loss_weighting={loss_weighting!r}; use one of {LOSS_WEIGHTINGS}")
     self.loss_weighting = loss_weighting
+    if int(pack) < 1:
+      raise ValueError(f"data.pack={pack}: samples per row must be >= 1")
+    self.pack = int(pack)
     self.tokenizer, self.family, self.blind, self.template = tokenizer, family, bool(blind), template
     self.batch_size, self.seq_len, self.seed = int(batch_size), int(seq_len), int(seed)
     self.resolution = int(resolution or FAMILIES[family][4])
@@ -482,8 +492,8 @@ class MultimodalSource:
     epoch, pos = divmod(int(row), len(self.samples))
     return int(self._perm(epoch)[pos])
 
-  def _row(self, sample: Sample):
-    T = self.seq_len + 1
+  def _row(self, sample: Sample, T: int | None = None):
+    T = self.seq_len + 1 if T is None else T
     enc = encode_chat(self.tokenizer, sample, tokens_per_image=self.tokens_per_image,
                       image_token_id=self.image_token_id, blind=self.blind, template=self.template)
     ids, mask, starts = enc["ids"], enc["loss_mask"], enc["image_starts"]
@@ -494,38 +504,55 @@ class MultimodalSource:
       n_img = int(np.sum(starts + self.tokens_per_image <= cut))
       if n_img < len(starts) and starts[n_img] < cut:
         cut = int(starts[n_img])  # do not keep a partial image
+    if cut < len(ids) and self.pack > 1 and T < self.seq_len + 1:
+      return ids[:0], mask[:0], [], len(ids)    # does not fit behind the row's earlier samples: no decoding
     pixels = [preprocess(ref, self.family, self.resolution) for ref in sample.images[:n_img]] if not self.blind else []
-    return ids[:cut], mask[:cut], pixels
+    return ids[:cut], mask[:cut], pixels, len(ids)
 
   def _compute(self, step: int, process_index: int = 0, process_count: int = 1) -> dict[str, np.ndarray]:
     rows = process_rows(self.batch_size, process_index, process_count)
-    R, T, M, res = len(rows), self.seq_len + 1, self.max_images, self.resolution
+    R, T, K, res = len(rows), self.seq_len + 1, self.pack, self.resolution
+    M = self.max_images * K
     tokens = np.full((R, T), self.tokenizer.pad_id, np.int32)
     on = np.zeros((R, T), np.float32)
-    real = np.zeros((R, T), bool)
+    seg = np.zeros((R, T), np.int32)      # 0 = padding, 1.. = the row's samples
+    pos = np.zeros((R, T), np.int32)
     images = np.zeros((R, M, res, res, 3), np.float32)
     image_mask = np.zeros((R, M), bool)
     for r, row in enumerate(rows):
-      sample = self.samples[self.sample_index(step * self.batch_size + row)]
-      try:
-        ids, mask, pixels = self._row(sample)
-      except _BadRecord as e:
-        label = f"{sample.where} id={sample.id}"
-        if self.on_error == "raise":
-          raise ValueError(f"{label}: {e.reason} ({e.detail})") from None
-        self.stats.skip(label, e.reason, e.detail)
-        log.warning("%s: %s (%s); its row is left empty", label, e.reason, e.detail)
-        continue
-      tokens[r, :len(ids)], on[r, :len(ids)], real[r, :len(ids)] = ids, mask, True
-      for k, px in enumerate(pixels):
-        images[r, k], image_mask[r, k] = px, True
-    inputs_real = real[:, :-1]
-    loss_mask = (on[:, 1:] * real[:, 1:]).astype(np.float32)
+      used, slot = 0, 0
+      for j in range(K):
+        sample = self.samples[self.sample_index((step * self.batch_size + row) * K + j)]
+        if used >= T:
+          self.stats.skip(f"{sample.where} id={sample.id}", "pack overflow", f"row of {T} ids is full")
+          continue
+        try:
+          ids, mask, pixels, whole = self._row(sample, T - used)
+        except _BadRecord as e:
+          label = f"{sample.where} id={sample.id}"
+          if self.on_error == "raise":
+            raise ValueError(f"{label}: {e.reason} ({e.detail})") from None
+          self.stats.skip(label, e.reason, e.detail)
+          log.warning("%s: %s (%s); it is left out of its row", label, e.reason, e.detail)
+          continue
+        if used and whole > len(ids):
+          self.stats.skip(f"{sample.where} id={sample.id}", "pack overflow", f"{whole} ids > {T - used} left")
+          continue
+        n = len(ids)
+        tokens[r, used:used + n], on[r, used:used + n] = ids, mask
+        seg[r, used:used + n], pos[r, used:used + n] = j + 1, np.arange(n)
+        for px in pixels:
+          images[r, slot], image_mask[r, slot] = px, True
+          slot += 1
+        used += n
+    loss_mask = (on[:, 1:] * (seg[:, 1:] > 0)).astype(np.float32)
     if self.loss_weighting == "example":
-      loss_mask /= np.maximum(loss_mask.sum(axis=1, keepdims=True), 1.0)
+      tseg = seg[:, 1:]
+      for j in range(1, K + 1):
+        part = loss_mask * (tseg == j)
+        loss_mask = np.where(tseg == j, part / np.maximum(part.sum(axis=1, keepdims=True), 1.0), loss_mask)
     return dict(inputs=tokens[:, :-1].copy(), targets=tokens[:, 1:].copy(),
-                loss_mask=loss_mask, segment_ids=inputs_real.astype(np.int32),
-                positions=np.where(inputs_real, np.arange(T - 1)[None, :], 0).astype(np.int32),
+                loss_mask=loss_mask, segment_ids=seg[:, :-1].copy(), positions=pos[:, :-1].copy(),
                 images=images, image_mask=image_mask)
 
   def batch(self, step: int, process_index: int = 0, process_count: int = 1) -> dict[str, np.ndarray]:
@@ -546,7 +573,8 @@ class MultimodalSource:
             "image_token_id": self.image_token_id, "blind": self.blind, "tokenizer": repr(self.tokenizer),
             "template": dataclasses.asdict(self.template), "samples": len(self.samples), "data_sha256": self.digest,
             # only when not the default, so runs checkpointed before the option existed still resume
-            **({"loss_weighting": self.loss_weighting} if self.loss_weighting != "token" else {})}
+            **({"loss_weighting": self.loss_weighting} if self.loss_weighting != "token" else {}),
+            **({"pack": self.pack} if self.pack != 1 else {})}
 
   def state(self, step: int) -> dict:
     return {"kind": "multimodal", "next_step": int(step), **self.fingerprint()}
@@ -564,7 +592,7 @@ def make_multimodal_source(data_cfg, batch_size: int, seq_len: int, seed: int) -
   """``data.kind="multimodal"``: ``data.sources`` (a list of read_samples specs, concatenated in
   order), ``data.tokenizer`` (a load_tokenizer spec), and optional ``family``, ``resolution``,
   ``max_images``, ``tokens_per_image``, ``image_token_id``, ``blind``, ``workers``, ``on_error``,
-  ``allow_data_change``, ``loss_weighting``."""
+  ``allow_data_change``, ``loss_weighting``, ``pack``."""
   def get(k, d=None):
     return data_cfg.get(k, d) if hasattr(data_cfg, "get") else getattr(data_cfg, k, d)
   if not get("sources") or not get("tokenizer"):
@@ -582,4 +610,4 @@ def make_multimodal_source(data_cfg, batch_size: int, seq_len: int, seed: int) -
                           max_images=int(get("max_images", 1)), tokens_per_image=int(get("tokens_per_image", 576)),
                           image_token_id=get("image_token_id"), blind=bool(get("blind", False)), on_error=on_error,
                           workers=int(get("workers", 0) or 0), allow_data_change=bool(get("allow_data_change", False)),
-                          loss_weighting=get("loss_weighting") or "token")
+                          loss_weighting=get("loss_weighting") or "token", pack=int(get("pack", 1) or 1))
