@@ -32,7 +32,8 @@ MME (``mme``, folder ``mme``, ``lmms-lab/MME`` split test)
   ``perception`` = sum over the 10 perception subtasks (max 2000), ``cognition`` = sum over the 4
   cognition ones (max 800). Primary ``perception_100`` = perception / 20, i.e. MME-P on 0-100:
   THIS /20 SCALING IS OUR ASSUMPTION. The paper averages MME with 0-100 benchmarks (its General
-  average of 46.92 is impossible with raw MME-P) but never says how it rescales. With a partial run (``limit``) the sums cover only the subtasks present.
+  average of 46.92 is impossible with raw MME-P) but never says how it rescales. With a partial run
+  (``limit``) the sums cover only the subtasks present.
   Also reported: ``accuracy`` (per question) and ``score/<subtask>``, ``acc/<subtask>``,
   ``acc_plus/<subtask>``.
 

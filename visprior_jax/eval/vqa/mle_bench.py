@@ -38,11 +38,11 @@ Scoring (per ``parser``):
 Aggregate: ``small``, ``medium``, ``large`` accuracies (with their baselines ``chance/<split>``,
 ``majority/<split>`` = always the split's most common gold letter, ``distinct/<split>`` and
 ``top_share/<split>`` over the parsed letters (an unparsed output counts as its normalised text),
-``items/<split>``; and ``chance/overall``, ``majority/overall`` over all items: ``baselines.py``); ``overall`` (primary) = the SAMPLE-WEIGHTED (micro)
-accuracy over all items, the paper's Table 5 "weighted overall accuracy" (gpt-5: 73.63 / 90.69 / 86.31 on
-732 / 698 / 431 items -> 82.97); ``macro`` = the unweighted mean of the splits present (lmms-eval's
-``average``, 83.54 for gpt-5; lmms-eval's docstring calls it the paper's metric, which the paper
-contradicts).
+``items/<split>``; and ``chance/overall``, ``majority/overall`` over all items: ``baselines.py``);
+``overall`` (primary) = the SAMPLE-WEIGHTED (micro) accuracy over all items, the paper's Table 5 "weighted
+overall accuracy" (gpt-5: 73.63 / 90.69 / 86.31 on 732 / 698 / 431 items -> 82.97); ``macro`` = the
+unweighted mean of the splits present (lmms-eval's ``average``, 83.54 for gpt-5; lmms-eval's docstring
+calls it the paper's metric, which the paper contradicts).
 """
 
 from __future__ import annotations
