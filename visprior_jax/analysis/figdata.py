@@ -20,8 +20,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from visprior_jax.analysis import fits, stats
-from visprior_jax.analysis.tables import mixture_kind, select
+from visprior_jax.analysis import fits, question_types, stats
+from visprior_jax.analysis.tables import label, mixture_kind, select
 from visprior_jax.eval.vqa.base import CATEGORIES
 
 VQA = ("overall",) + CATEGORIES
@@ -119,7 +119,9 @@ def scaling_params(long, runs, **kw):
 # -------------------------------------------------------------------------------------- sweeps
 
 
-def _sweep_runs(runs: pd.DataFrame, keep_encoders=False) -> pd.DataFrame:
+def sweep_runs(runs: pd.DataFrame, keep_encoders=False) -> pd.DataFrame:
+  """The default-variant runs of ``sweep:<category>:<pct>`` mixtures, with ``category`` and ``share`` (%,
+  from ``share.<category>`` when the spec has it, else the name's percentage)."""
   if "mixture" not in runs:
     return runs.iloc[0:0]
   runs = default_variant(runs, keep_encoders=keep_encoders)
@@ -137,7 +139,7 @@ def _sweep_runs(runs: pd.DataFrame, keep_encoders=False) -> pd.DataFrame:
 def sweeps(long, runs, *, measures=("overall", "Vision-Centric"), where=None, degree=2, n_boot=1000, seed=42,
            **_) -> pd.DataFrame:
   """Score vs category share per category, quadratic smooth + band, optimal share with bootstrap CI."""
-  runs = _sweep_runs(select(runs, where))
+  runs = sweep_runs(select(runs, where))
   rows = []
   for m in _present(runs, measures):
     for cat in [c for c in _category_order(runs["category"].unique())]:
@@ -154,6 +156,42 @@ def sweeps(long, runs, *, measures=("overall", "Vision-Centric"), where=None, de
   return pd.DataFrame(rows)
 
 
+def baseline_rows(tidy: pd.DataFrame, long: pd.DataFrame) -> pd.DataFrame:
+  """The tiny study's baselines for a figure's panels, as rows of kind ``baseline`` (``series`` = chance,
+  majority or no image; ``y``): for every panel whose measure (the panel, or its part before " | ") is a
+  score of ``question_types.per_run``, over the runs plotted in it (all runs when its rows name none).
+  Empty for other studies."""
+  if tidy.empty or not question_types.is_tiny(long):
+    return pd.DataFrame()
+  real, blank = question_types.per_run(long), question_types.per_run(long, images="blank")
+  rows = []
+  for panel, g in tidy.groupby("panel", sort=False):
+    measure = g["measure"].iloc[0] if "measure" in g and pd.notna(g["measure"].iloc[0]) else str(panel).split(" | ")[0]
+    if measure not in real or f"{measure}.chance" not in real:
+      continue
+    runs = g["run"].dropna().tolist() if "run" in g and g["run"].notna().any() else None
+    base = question_types.measure_baselines(real, blank, measure, runs=runs)
+    rows += [dict(panel=panel, kind="baseline", series=k, y=v) for k, v in base.items() if pd.notna(v)]
+  return pd.DataFrame(rows)
+
+
+def optimal_share_rows(runs: pd.DataFrame, n_boot: int = 1000, seed: int = 42,
+                       measures=("overall", "Vision-Centric")) -> pd.DataFrame:
+  """Per (measure, sweep category with >= 3 shares): the optimal share (``fits.optimal_share``: argmax of a
+  quadratic over the observed range, bootstrap CI), the fitted score there, ``at_edge``, the runs."""
+  sw = sweep_runs(runs)
+  rows = []
+  for m in [m for m in measures if m in sw]:
+    for cat, g in sw[sw[m].notna()].groupby("category"):
+      if g["share"].nunique() < 3:
+        continue
+      o = fits.optimal_share(g["share"], g[m], n_boot=n_boot, seed=seed)
+      rows.append(dict(category=cat, measure=label(m), optimal_share=o["x_opt"], ci_lo=o["ci_lo"], ci_hi=o["ci_hi"],
+                       at_edge=o["at_edge"], runs=len(g), bootstrap=o["method"], key=m, fitted=o["y_opt"],
+                       share_min=float(g["share"].min()), share_max=float(g["share"].max())))
+  return pd.DataFrame(rows)
+
+
 def _category_order(cats):
   from visprior_jax.data.mixtures import CATEGORIES as MIX_CATEGORIES
   known = [c for c in MIX_CATEGORIES if c in cats]
@@ -163,7 +201,7 @@ def _category_order(cats):
 def encoders(long, runs, *, measures=("overall", "Vision-Centric", "OCR & Chart"), category="reasoning", where=None,
              **_) -> pd.DataFrame:
   """Score vs share of one category, one line per vision encoder (Fig. 5)."""
-  runs = _sweep_runs(select(runs, where), keep_encoders=True)
+  runs = sweep_runs(select(runs, where), keep_encoders=True)
   runs = runs[runs["category"] == category]
   if "encoder" not in runs or runs["encoder"].nunique() < 2:   # one encoder: that is the sweeps figure
     return pd.DataFrame()
@@ -182,12 +220,12 @@ def _lines(runs, measures, series) -> pd.DataFrame:
 
 def judge(long, runs, *, measures=("logical_soundness", "reasoning_depth"), where=None, **_) -> pd.DataFrame:
   """Reasoning quality vs category share (the paper's §4.2 / Fig. 9), one line per category."""
-  return _lines(_sweep_runs(select(runs, where)), measures, "category")
+  return _lines(sweep_runs(select(runs, where)), measures, "category")
 
 
 def alignment(long, runs, *, measures=("mnn",), where=None, **_) -> pd.DataFrame:
   """LLM-vision mNN vs category share (the paper's §4.3 / Fig. 10)."""
-  return _lines(_sweep_runs(select(runs, where)), measures, "category")
+  return _lines(sweep_runs(select(runs, where)), measures, "category")
 
 
 # ---------------------------------------------------------------------------------- grid, bars

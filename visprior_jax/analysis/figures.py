@@ -15,7 +15,10 @@ spearman (Fig. 4), encoders (Fig. 5), sft_ablation (Fig. 6), mle_sources (Fig. 7
 alignment (Fig. 10), grid (Table 1), mixtures (Table 2), blind (Table 6).
 
 Paper values read by eye from a figure are drawn with hollow markers / hatched bars, so an
-approximate number never looks like a printed one.
+approximate number never looks like a printed one. For the tiny study (``question_types.is_tiny``) every
+panel that plots a score also gets its baselines as horizontal lines (rows of kind ``baseline`` in the
+CSV: chance gray dotted, majority answer brown dash-dot, no-image score purple solid;
+``figdata.baseline_rows``).
 """
 
 from __future__ import annotations
@@ -37,6 +40,8 @@ from visprior_jax.analysis.tables import MEASURES, label, runs_table  # noqa: E4
 
 SOURCES = ("store", "paper", "both")
 DPI = 120
+BASELINE_STYLE = {"chance": dict(color="0.45", ls=":", lw=1.2), "majority": dict(color="C5", ls="-.", lw=1.2),
+                  "no image": dict(color="C4", ls="-", lw=1.2, alpha=0.8)}   # rows of kind "baseline"
 
 
 class NoData(ValueError):
@@ -50,6 +55,7 @@ class FigureSpec:
   panel: Callable                        # panel(ax, tidy rows of one panel, approx: bool)
   paper_sources: tuple[str, ...]
   ncols: int = 3
+  baselines: bool = True                 # tiny study: chance / majority / no-image lines on score panels
 
 
 # ------------------------------------------------------------------------------------- panels
@@ -100,6 +106,17 @@ def _panel_sweep(ax, d, approx):
             va="top")
   ax.set_xlabel("share of the mix (%)")
   _ylim_to_points(ax, pts["y"])
+
+
+def _draw_baselines(ax, rows: pd.DataFrame):
+  """The panel's baseline rows as horizontal lines; the y range widened to show them."""
+  lo, hi = ax.get_ylim()
+  for _, b in rows.iterrows():
+    ax.axhline(b["y"], **BASELINE_STYLE.get(b["series"], {}), label=b["series"], zorder=2)
+  ys = rows["y"].astype(float)
+  pad = 0.05 * max(hi - lo, 1.0)
+  ax.set_ylim(min(lo, ys.min() - pad), max(hi, ys.max() + pad))
+  ax.legend(fontsize=5, frameon=False)
 
 
 def _ylim_to_points(ax, y):
@@ -196,7 +213,7 @@ FIGURES: dict[str, FigureSpec] = {
     "sweeps": FigureSpec("Category share sweeps with the optimal share (Fig. 3)", figdata.sweeps, _panel_sweep,
                          ("Fig. 3",), ncols=4),
     "spearman": FigureSpec("Spearman correlation across VQA categories (Fig. 4)", figdata.spearman, _panel_spearman,
-                           ("Fig. 4",), ncols=1),
+                           ("Fig. 4",), ncols=1, baselines=False),
     "encoders": FigureSpec("Vision encoders x reasoning share (Fig. 5)", figdata.encoders, _panel_lines, ("Fig. 5",)),
     "sft_ablation": FigureSpec("Removing perception / reasoning SFT data (Fig. 6)", figdata.sft_ablation, _panel_bars,
                                ("Fig. 6",), ncols=1),
@@ -205,9 +222,10 @@ FIGURES: dict[str, FigureSpec] = {
     "judge": FigureSpec("Reasoning quality vs share (Fig. 9)", figdata.judge, _panel_lines, ("Sec. 4.4",), ncols=2),
     "alignment": FigureSpec("LLM-vision alignment vs share (Fig. 10)", figdata.alignment, _panel_lines,
                             ("Sec. 4.5",), ncols=1),
-    "grid": FigureSpec("Reasoning x visual grid, Avg VQA (Table 1)", figdata.grid, _panel_grid, ("Table 1",), ncols=1),
+    "grid": FigureSpec("Reasoning x visual grid, Avg VQA (Table 1)", figdata.grid, _panel_grid, ("Table 1",), ncols=1,
+                       baselines=False),
     "mixtures": FigureSpec("Mixtures: language vs vision (Table 2)", figdata.mixtures, _panel_mixtures, ("Table 2",),
-                           ncols=1),
+                           ncols=1, baselines=False),
     "blind": FigureSpec("Blind SFT (Table 6)", figdata.blind, _panel_bars, ("Table 6",), ncols=1),
 }
 
@@ -241,6 +259,8 @@ def figure_data(name: str, results=None, *, source: str = "store", **opts) -> pd
   out = spec.data(long, runs, **opts)
   if not out.empty and source == "paper":
     out = out.assign(approx=_approx_rows(out, long) if approx else False)
+  if not out.empty and source == "store" and spec.baselines:
+    out = pd.concat([out, figdata.baseline_rows(out, long)], ignore_index=True)
   return out
 
 
@@ -273,7 +293,11 @@ def _draw_side(subfig, spec: FigureSpec, d: pd.DataFrame, heading: str, n_rows: 
     axes[0].text(0.5, 0.5, "no runs for this figure", ha="center", va="center", transform=axes[0].transAxes)
   for ax, p in zip(axes, panels):
     rows = d[d["panel"] == p]
+    base = rows[rows["kind"] == "baseline"] if "kind" in rows else rows.iloc[0:0]
+    rows = rows.drop(base.index)
     spec.panel(ax, rows, bool(rows["approx"].any()) if "approx" in rows else False)
+    if not base.empty:
+      _draw_baselines(ax, base)
     if not ax.get_title():
       ax.set_title(label(str(p)) if " | " not in str(p) else " | ".join(
         [label(str(p).split(" | ")[0])] + str(p).split(" | ")[1:]), fontsize=8)

@@ -30,46 +30,22 @@ import math
 import pandas as pd
 from etils import epath
 
-from visprior_jax.analysis import figures, fits, paper as paper_lib, stats
-from visprior_jax.analysis.figdata import correlation_runs, default_variant, scaling_subset, size_label, token_label
+from visprior_jax.analysis import figures, fits, paper as paper_lib, question_types, stats, tiny_report
+from visprior_jax.analysis.figdata import (correlation_runs, default_variant, optimal_share_rows, scaling_subset,
+                                           size_label, token_label)
+from visprior_jax.analysis.markdown import md_table
 from visprior_jax.analysis.tables import MEASURES, label, mixture_kind, runs_table
 from visprior_jax.eval.vqa.base import CATEGORIES
 
 REFERENCE_MIXTURES = ("language_favorable", "mix0")
+OPTIMAL_COLUMNS = ["category", "measure", "optimal_share", "ci_lo", "ci_hi", "at_edge", "runs", "bootstrap"]
 _HEADLINE = ("overall",) + CATEGORIES + ("t_acc", "ppl", "mle_overall")
-
-
-def _fmt(v) -> str:
-  if v is None or (isinstance(v, float) and math.isnan(v)) or v is pd.NA:
-    return ""
-  if isinstance(v, bool):
-    return "yes" if v else "no"
-  if isinstance(v, float):
-    if math.isinf(v):
-      return ""
-    if v != 0 and (abs(v) >= 1e6 or abs(v) < 1e-3):
-      return f"{v:.3g}"
-    return f"{v:.4g}" if abs(v) < 1 else f"{v:.2f}"
-  return str(v).replace("|", "/")
-
-
-def md_table(df: pd.DataFrame, columns=None, max_rows: int = 40) -> str:
-  """A GitHub-flavoured markdown table (no extra dependency)."""
-  if df.empty:
-    return "(none)\n"
-  cols = [c for c in (columns or df.columns) if c in df]
-  lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
-  for _, r in df.head(max_rows).iterrows():
-    lines.append("| " + " | ".join(_fmt(r[c]) for c in cols) + " |")
-  if len(df) > max_rows:
-    lines.append(f"\n({len(df) - max_rows} more rows in the CSV files)")
-  return "\n".join(lines) + "\n"
 
 
 # ------------------------------------------------------------------------------------- sections
 
 
-def _runs_section(df: pd.DataFrame, runs: pd.DataFrame) -> list[str]:
+def _runs_section(df: pd.DataFrame, runs: pd.DataFrame, key_numbers: list[str] | None = None) -> list[str]:
   out = ["## Runs\n"]
   stages = ", ".join(sorted(df["stage"].dropna().unique())) if "stage" in df else ""
   out.append(f"{runs['run'].nunique()} runs with results, {len(df)} records (stages: {stages or 'none'}).")
@@ -79,6 +55,8 @@ def _runs_section(df: pd.DataFrame, runs: pd.DataFrame) -> list[str]:
                f"records were replaced by later ones; {meta.get('bad_files', 0)} bad files and "
                f"{meta.get('bad_lines', 0)} bad lines were skipped"
                + (": " + "; ".join(meta.get("bad_file_names", [])[:5]) if meta.get("bad_files") else "") + ".")
+  if key_numbers is not None:
+    return out + key_numbers
   cols = ["run", "size", "params", "tokens", "mixture", "encoder", "seed", "sft", "blind"] + \
       [m for m in _HEADLINE if m in runs]
   out += ["\n### Key numbers\n", md_table(runs.sort_values([c for c in ("mixture", "size", "seed") if c in runs]),
@@ -122,30 +100,16 @@ def _scaling_section(runs: pd.DataFrame, paper: bool, n_boot: int, seed: int) ->
   return (["## Scaling\n"] + out) if out else []
 
 
-def _sweep_rows(runs: pd.DataFrame, n_boot: int, seed: int) -> pd.DataFrame:
-  from visprior_jax.analysis.figdata import _sweep_runs
-  sw = _sweep_runs(runs)
-  rows = []
-  for m in [m for m in ("overall", "Vision-Centric") if m in sw]:
-    for cat, g in sw[sw[m].notna()].groupby("category"):
-      if g["share"].nunique() < 3:
-        continue
-      o = fits.optimal_share(g["share"], g[m], n_boot=n_boot, seed=seed)
-      rows.append(dict(category=cat, measure=label(m), optimal_share=o["x_opt"], ci_lo=o["ci_lo"], ci_hi=o["ci_hi"],
-                       at_edge=o["at_edge"], runs=len(g), bootstrap=o["method"]))
-  return pd.DataFrame(rows)
-
-
 def _sweeps_section(runs: pd.DataFrame, paper: bool, n_boot: int, seed: int) -> list[str]:
   out = []
-  table = _sweep_rows(runs, n_boot, seed)
+  table = optimal_share_rows(runs, n_boot, seed)
   if not table.empty:
     out += ["Optimal share = argmax of a quadratic fit over the observed range; CI from the bootstrap "
-            "(at_edge: the fit still rises at the end of the range).\n", md_table(table)]
+            "(at_edge: the fit still rises at the end of the range).\n", md_table(table, OPTIMAL_COLUMNS)]
   if paper:
-    p = _sweep_rows(runs_table(paper_lib.paper_table("Fig. 3")), min(n_boot, 300), seed)
+    p = optimal_share_rows(runs_table(paper_lib.paper_table("Fig. 3")), min(n_boot, 300), seed)
     out += ["\nPaper, Fig. 3 (values read from the figure) through the same fit; the paper marks 75% for reasoning "
-            "and 25% for visual data (Finding 3):\n", md_table(p)]
+            "and 25% for visual data (Finding 3):\n", md_table(p, OPTIMAL_COLUMNS)]
   return (["## Category sweeps\n"] + out) if out else []
 
 
@@ -230,6 +194,52 @@ def _effects_section(runs: pd.DataFrame, paper: bool, n_boot: int, seed: int) ->
       else []
 
 
+# ----------------------------------------------------------------------------------------- tiny
+
+
+_TINY_DRAWN = ("sweeps", "spearman")     # drawn inside the tiny report's sections
+
+
+def _figure_lines(name: str, df: pd.DataFrame, fig_dir, source: str, n_boot: int, seed: int,
+                  store_data: pd.DataFrame, note: str = "") -> list[str]:
+  paths = figures.draw(name, df, source=source, out_dir=fig_dir, missing="skip", n_boot=n_boot, seed=seed,
+                       precomputed={"store": store_data})
+  if not paths:
+    return []
+  what = {"both": "this study (left) and the paper (right)", "paper": "paper only: no runs for it in this study",
+          "store": "this study"}[source]
+  return [f"\n### {figures.FIGURES[name].title}\n", f"{what}.{' ' + note if note else ''}\n",
+          f"![{name}](figures/{paths['png'].name})\n",
+          f"[PDF](figures/{paths['pdf'].name}) · [numbers (CSV)](figures/{paths['csv'].name})\n"]
+
+
+def _tiny_figure(name: str, df: pd.DataFrame, fig_dir, paper: bool, n_boot: int, seed: int, note: str) -> list[str]:
+  data = figures.figure_data(name, df, source="store", n_boot=n_boot, seed=seed)
+  if data.empty:
+    return []
+  return _figure_lines(name, df, fig_dir, "both" if paper else "store", n_boot, seed, data, note)
+
+
+def _tiny_body(df: pd.DataFrame, runs: pd.DataFrame, out, paper: bool, n_boot: int, seed: int) -> list[str]:
+  """The tiny study's report body (``tiny_report``), with the study-wide correlation and mixture sections."""
+  fig_dir = out / "figures"
+  sweep_fig = _tiny_figure("sweeps", df, fig_dir, paper, n_boot, seed,
+                           "Left, baselines as horizontal lines: chance (gray dotted), majority answer (brown "
+                           "dash-dot), no image (purple solid).")
+  body, key_numbers = tiny_report.sections(df, out, n_boot=n_boot, seed=seed, sweep_figure=sweep_fig)
+  real, blank = question_types.per_run(df), question_types.per_run(df, images="blank")
+  b = question_types.measure_baselines(real, blank, "overall") if "overall" in real else {}
+  effects = _effects_section(runs, paper, min(n_boot * 10, 10000), seed)
+  if effects and b:
+    effects.insert(2, f"Avg VQA baselines: chance {b['chance']:.1f}, majority answer {b['majority']:.1f}, no image "
+                   + (f"{b['no image']:.1f}" if pd.notna(b["no image"]) else "n/a") + ".\n")
+  spearman = _tiny_figure("spearman", df, fig_dir, paper, n_boot, seed,
+                          "Correlations between runs' category scores; baselines do not apply to a correlation, but a "
+                          "run answering with constants moves it too (see \"Models that see?\").")
+  return (_runs_section(df, runs, key_numbers) + [""] + body + [""] + _correlation_section(runs, paper) + spearman
+          + [""] + (["## Mixtures compared\n"] + effects[1:] if effects else []))
+
+
 # ----------------------------------------------------------------------------------------- main
 
 
@@ -248,31 +258,41 @@ def write_report(df: pd.DataFrame, out_dir, paper: bool = True, *, n_boot: int =
   if paper:
     lines.append("Paper numbers come from `visprior_jax/analysis/paper_results.csv`; values read "
                  "by eye from the paper's figures are approximate (about +-0.1) and drawn hollow / hatched.\n")
+  tiny = not df.empty and question_types.is_tiny(df)
   if not runs.empty and len(runs.columns) > 1:
-    lines += _runs_section(df, runs) + [""]
-    lines += [""] + _scaling_section(runs, paper, n_boot, seed)
-    lines += [""] + _sweeps_section(runs, paper, n_boot, seed)
-    lines += [""] + _correlation_section(runs, paper)
-    lines += [""] + _mixtures_section(runs, paper)
-    lines += [""] + _effects_section(runs, paper, min(n_boot * 10, 10000), seed)
+    if tiny:
+      lines += _tiny_body(df, runs, out, paper, n_boot, seed)
+    else:
+      lines += _runs_section(df, runs) + [""]
+      lines += [""] + _scaling_section(runs, paper, n_boot, seed)
+      lines += [""] + _sweeps_section(runs, paper, n_boot, seed)
+      lines += [""] + _correlation_section(runs, paper)
+      lines += [""] + _mixtures_section(runs, paper)
+      lines += [""] + _effects_section(runs, paper, min(n_boot * 10, 10000), seed)
   else:
     lines.append("No evaluated runs in the results table.\n")
-  lines.append("\n## Figures\n")
-  for name in figures_names or figures.FIGURES:
-    store_data = figures.figure_data(name, df, source="store", n_boot=n_boot, seed=seed) if not df.empty \
-        else pd.DataFrame()
-    source = ("both" if not store_data.empty else "paper") if paper else "store"
-    if store_data.empty and not paper:
-      continue
-    paths = figures.draw(name, df, source=source, out_dir=fig_dir, missing="skip", n_boot=n_boot, seed=seed,
-                         precomputed={"store": store_data})
-    if not paths:
-      continue
-    what = {"both": "this study (left) and the paper (right)", "paper": "paper only: no runs for it in this study",
-            "store": "this study"}[source]
-    lines += [f"\n### {figures.FIGURES[name].title}\n", f"{what}.\n",
-              f"![{name}](figures/{paths['png'].name})\n",
-              f"[PDF](figures/{paths['pdf'].name}) · [numbers (CSV)](figures/{paths['csv'].name})\n"]
+  names = [n for n in (figures_names or figures.FIGURES) if not (tiny and n in _TINY_DRAWN)]
+  store_data = {n: figures.figure_data(n, df, source="store", n_boot=n_boot, seed=seed) if not df.empty
+                else pd.DataFrame() for n in names}
+  with_data = [n for n in names if not store_data[n].empty]
+  if tiny:   # the study's own figures in the flow; the paper's alone in a final section
+    if with_data:
+      lines += ["\n## Other figures with study data\n", "Figures of the general analysis with data from this study; "
+                "they do not draw the baselines (see \"Question types and their baselines\").\n"]
+      for n in with_data:
+        lines += _figure_lines(n, df, fig_dir, "both" if paper else "store", n_boot, seed, store_data[n])
+    if paper:
+      lines += ["\n## The paper's figures (reference, no toy data)\n",
+                "The paper's own numbers, for reference only: this study has no runs for these figures.\n"]
+      for n in [n for n in names if store_data[n].empty]:
+        lines += _figure_lines(n, df, fig_dir, "paper", n_boot, seed, store_data[n])
+  else:
+    lines.append("\n## Figures\n")
+    for n in names:
+      if store_data[n].empty and not paper:
+        continue
+      source = ("both" if not store_data[n].empty else "paper") if paper else "store"
+      lines += _figure_lines(n, df, fig_dir, source, n_boot, seed, store_data[n])
   lines.append(f"\nMeasures available: {', '.join(m for m in MEASURES if m in runs)}.\n")
   path = out / "report.md"
   path.write_text("\n".join(lines))

@@ -19,10 +19,10 @@ blind, ``share.*``):
 Which stage a measure comes from: a run evaluated at several stages has, e.g., language evals of
 its pre-trained LLM and VQA of its SFT model. Language measures prefer ``pretrain``, the rest
 ``sft``; a measure found only at another stage is taken from there (stage preference lists below).
-Each run's last evaluated step is used (``store.latest``). Only real-image evaluations count unless
-``images="blank"`` asks for the no-image ones (:func:`blank_runs_table`). In the paper table a run can appear in
-two figures with the same number (Fig. 1's 3B/30B point is Fig. 2's web-crawl bar): the exact value
-wins over the one read from a figure.
+Each run's last evaluated step is used (:func:`latest`). Only real-image evaluations count unless
+``images="blank"`` asks for the no-image ones (:func:`blank_runs_table`). In the paper table a run can
+appear in two figures with the same number (Fig. 1's 3B/30B point is Fig. 2's web-crawl bar): the exact
+value wins over the one read from a figure.
 """
 
 from __future__ import annotations
@@ -52,6 +52,7 @@ LABELS = {"overall": "Avg VQA", "t_acc": "language accuracy", "ppl": "perplexity
           "reasoning": "reasoning (Knowledge+Vision-Centric)"}
 STAGE_PREFERENCE = {"lm": ("pretrain", "sft", "align"), "default": ("sft", "align", "pretrain")}
 SPEC_COLUMNS = ("study", "size", "params", "tokens", "mixture", "encoder", "seed", "sft", "blind")
+IMAGES_DEFAULT = "real"     # records without an "images" field were evaluated on the real images
 _NOT_SPEC = {"stage", "step", "checkpoint", "suite", "benchmark", "category", "metric", "value", "primary", "n",
              "n_skipped", "settings", "time", "images", "run_dir", "file", "note", "approx", "source"}
 
@@ -65,6 +66,21 @@ def _stage_rank(stage: pd.Series, suite: str) -> pd.Series:
   return stage.map(lambda s: order.index(s) if s in order else len(order)).astype(int)
 
 
+def latest(df: pd.DataFrame) -> pd.DataFrame:
+  """Each run's last evaluated step, per stage and images (a run's pretrain and sft evals are both kept,
+  and its real- and blank-image evals each at their own last step).
+
+  Rows without a step (parameter exports, the paper table) count as the last step only when their
+  (run, stage) has no numbered step."""
+  if df.empty:
+    return df
+  stage = df["stage"].fillna("")
+  keys = [df["run"], stage] + ([df["images"].fillna(IMAGES_DEFAULT)] if "images" in df else [])
+  last = df["step"].groupby(keys, dropna=False).transform("max")
+  keep = (df["step"] == last).fillna(False) | last.isna()
+  return df[keep.astype(bool)].reset_index(drop=True)
+
+
 def with_images(df: pd.DataFrame, images: str | None = "real") -> pd.DataFrame:
   """The records evaluated on ``images`` ("real": also records without the field, as the paper table;
   "blank": the no-image evaluations; None: all)."""
@@ -72,7 +88,7 @@ def with_images(df: pd.DataFrame, images: str | None = "real") -> pd.DataFrame:
     return df
   if "images" not in df:
     return df if images == "real" else df.iloc[0:0]
-  return df[df["images"].fillna("real") == images]
+  return df[df["images"].fillna(IMAGES_DEFAULT) == images]
 
 
 def runs_table(df: pd.DataFrame, measures: Iterable[str] | None = None, images: str = "real") -> pd.DataFrame:
@@ -82,7 +98,6 @@ def runs_table(df: pd.DataFrame, measures: Iterable[str] | None = None, images: 
   measures was read from a figure) and ``source`` are kept when the input has them. ``images``: which
   evaluations (:func:`with_images`): the real-image ones by default, "blank" for the no-image ones
   (:func:`blank_runs_table`)."""
-  from visprior_jax.study.store import latest
   names = list(MEASURES) if measures is None else list(measures)
   unknown = [m for m in names if m not in MEASURES]
   if unknown:

@@ -53,10 +53,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from etils import epath
 
+from visprior_jax.analysis.tables import IMAGES_DEFAULT, latest
+
+__all__ = ["IMAGES_DEFAULT", "KEY", "RECORD_COLUMNS", "collect", "dedupe", "latest", "load"]
+
 RECORD_COLUMNS = ("run", "stage", "step", "checkpoint", "suite", "benchmark", "category", "metric", "value",
                   "primary", "n", "n_skipped", "settings", "time", "images")
 KEY = ("run", "stage", "step", "images", "benchmark", "metric")
-IMAGES_DEFAULT = "real"     # records without an "images" field were evaluated on the real images
 RESULTS_FILE = "results.parquet"
 RUN_FILE = "run.json"
 METRICS_FILE = "metrics.jsonl"
@@ -279,18 +282,3 @@ def load(path_or_study_dir, *, refresh: bool = False) -> pd.DataFrame:
   if raw:
     df.attrs["collect"] = json.loads(raw)
   return df
-
-
-def latest(df: pd.DataFrame) -> pd.DataFrame:
-  """Each run's last evaluated step, per stage and images (a run's pretrain and sft evals are both kept,
-  and its real- and blank-image evals each at their own last step).
-
-  Rows without a step (parameter exports, the paper table) count as the last step only when their
-  (run, stage) has no numbered step."""
-  if df.empty:
-    return df
-  stage = df["stage"].fillna("")
-  keys = [df["run"], stage] + ([df["images"].fillna(IMAGES_DEFAULT)] if "images" in df else [])
-  last = df["step"].groupby(keys, dropna=False).transform("max")
-  keep = (df["step"] == last).fillna(False) | last.isna()
-  return df[keep.astype(bool)].reset_index(drop=True)
