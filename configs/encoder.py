@@ -65,7 +65,7 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
                                                  pooling="last"))
   c.data = ml_collections.ConfigDict(dict(
       kind="contrastive", tokenizer="bytes" if tiny else "", captions="", image_root="", family="siglip",
-      resolution=c.vision.image_size, add_bos=False, add_eos=True, workers=0, on_error="skip",
+      resolution=c.vision.image_size, add_bos=False, add_eos=True, workers=0, on_error="skip", group=1,
       allow_data_change=False))
   c.data.sources = []      # read_samples specs, in Python configs: {"kind": "captions", "paths": [...], ...}
   c.train.update(steps=steps, epochs=0.0, batch_size=batch, seq_len=seq_len, log_every=25 if tiny else 100)

@@ -257,3 +257,18 @@ def test_export_is_the_mllm_encoder_and_align_starts_from_it(trained, world, tmp
     _load_vision(str(workdir), dataclasses.replace(vision, depth=2))
   with pytest.raises(CheckpointMismatch, match="no vision tower"):
     _load_vision(str(tmp_path / "pretrain"), vision)
+
+
+def test_groups_of_pairs_share_a_batch(world):
+  c = _config(world)
+  c.data.group = 2
+  src = make_contrastive_source(c.data, 8, 16, seed=3)
+  ids = [src.sample_index(r) for r in range(48)]
+  assert sorted(ids[:24]) == list(range(24))                    # one epoch is a permutation
+  for k in range(0, 48, 2):                                      # members of a group sit side by side
+    assert ids[k] % 2 == 0 and ids[k + 1] == ids[k] + 1
+  assert ids[:24] != ids[24:]
+  assert src.fingerprint()["group"] == 2 and "group" not in make_contrastive_source(_config(world).data, 8, 16, 3).fingerprint()
+  c.data.group = 0
+  with pytest.raises(ValueError, match="data.group=0"):
+    make_contrastive_source(c.data, 8, 16, seed=3)

@@ -363,3 +363,20 @@ def test_config_from_a_mapping_as_a_study_step_passes_it(tmp_path):
     W.as_config({"colours": 3})
   with pytest.raises(ValueError, match="is not a .shape, colour. of this world"):
     W.as_config({"held_out": [["cube", "red"]]})
+
+
+def test_shape_twins_differ_in_one_shape_and_never_show_a_held_out_combination(tmp_path):
+  cap = W.write_captions(tmp_path / "cap", 40, seed=0, twins=1.0)
+  scenes = [r["scene"]["objects"] for r in _rows(tmp_path / "cap" / "scenes.jsonl")]
+  for a, b in zip(scenes[0::2], scenes[1::2]):
+    assert len(a) == len(b)
+    changed = [(x, y) for x, y in zip(a, b) if x["shape"] != y["shape"]]
+    assert len(changed) == 1
+    x, y = changed[0]
+    assert (x["colour"], x["row"], x["col"]) == (y["colour"], y["row"], y["col"])
+    assert not {(o["shape"], o["colour"]) for o in b} & set(W.DEFAULT.held_out)
+  assert len(_rows(cap["captions"])) == 40
+  # twins=0 keeps the earlier captions byte for byte
+  W.write_captions(tmp_path / "plain", 6, seed=0)
+  W.write_captions(tmp_path / "plain0", 6, seed=0, twins=0.0)
+  assert (tmp_path / "plain" / "captions.jsonl").read_bytes() == (tmp_path / "plain0" / "captions.jsonl").read_bytes()

@@ -51,7 +51,10 @@ class ContrastiveSource(MultimodalSource):
 
   def __init__(self, samples: Sequence[Sample], tokenizer, *, batch_size: int, seq_len: int, seed: int = 42,
                family: str = "siglip", resolution: int | None = None, add_bos: bool = False, add_eos: bool = True,
-               on_error: str = "skip", workers: int = 0, allow_data_change: bool = False):
+               on_error: str = "skip", workers: int = 0, allow_data_change: bool = False, group: int = 1):
+    if int(group) < 1:
+      raise ValueError(f"data.group={group}: use 1 (no groups) or more")
+    self.group = int(group)
     stats, pairs = ReadStats(), []
     for s in samples:
       reason = ("not one image" if len(s.images) != 1 else "empty caption" if not caption_text(s) else None)
@@ -74,6 +77,20 @@ class ContrastiveSource(MultimodalSource):
         raise ValueError(f"tokenizer {self.tokenizer.name} has no {name} token; set data.add_{name}=False")
     if seq_len < int(self.add_bos) + int(self.add_eos) + 1:
       raise ValueError(f"seq_len={seq_len} leaves no room for caption tokens")
+
+  def sample_index(self, row: int) -> int:
+    """``group=g > 1``: the pairs in file order form groups of ``g`` (hard negatives written side by side,
+    e.g. the world's shape twins); the groups are shuffled per epoch and a group's members fill
+    consecutive rows, so they share a batch when ``g`` divides the batch size."""
+    if self.group == 1:
+      return super().sample_index(row)
+    n_groups = len(self.samples) // self.group
+    if n_groups == 0:
+      raise ValueError(f"data.group={self.group} but only {len(self.samples)} pairs")
+    epoch, pos = divmod(int(row) // self.group, n_groups)
+    if ("group", epoch) not in self._perm_cache:
+      self._perm_cache[("group", epoch)] = np.random.default_rng([self.seed % 2**63, 6, epoch]).permutation(n_groups)
+    return int(self._perm_cache[("group", epoch)][pos]) * self.group + int(row) % self.group
 
   def text_ids(self, sample: Sample) -> list[int]:
     """The caption's ids, at most ``seq_len`` of them, eos (when added) kept last."""
@@ -107,7 +124,8 @@ class ContrastiveSource(MultimodalSource):
   def fingerprint(self) -> dict:
     return {"seed": self.seed, "seq_len": self.seq_len, "batch_size": self.batch_size, "family": self.family,
             "resolution": self.resolution, "tokenizer": repr(self.tokenizer), "add_bos": self.add_bos,
-            "add_eos": self.add_eos, "samples": len(self.samples), "data_sha256": self.digest}
+            "add_eos": self.add_eos, "samples": len(self.samples), "data_sha256": self.digest,
+            **({"group": self.group} if self.group != 1 else {})}
 
   def state(self, step: int) -> dict:
     return {"kind": "contrastive", "next_step": int(step), **self.fingerprint()}
@@ -124,7 +142,7 @@ def make_contrastive_source(data_cfg, batch_size: int, seq_len: int, seed: int) 
   order) and/or ``data.captions`` (comma-separated caption files/globs, kind ``captions``, with
   ``data.image_root``: the command-line shorthand), tokenized by ``data.tokenizer``; optional
   ``family``, ``resolution``, ``add_bos``, ``add_eos``, ``workers``, ``on_error``,
-  ``allow_data_change``."""
+  ``allow_data_change``, ``group`` (hard-negative groups of consecutive pairs kept in one batch)."""
   def get(k, d=None):
     return data_cfg.get(k, d) if hasattr(data_cfg, "get") else getattr(data_cfg, k, d)
   on_error = get("on_error") or "skip"
@@ -145,4 +163,4 @@ def make_contrastive_source(data_cfg, batch_size: int, seq_len: int, seed: int) 
                            family=get("family") or "siglip", resolution=get("resolution"),
                            add_bos=bool(get("add_bos", False)), add_eos=bool(get("add_eos", True)),
                            on_error=on_error, workers=int(get("workers", 0) or 0),
-                           allow_data_change=bool(get("allow_data_change", False)))
+                           allow_data_change=bool(get("allow_data_change", False)), group=int(1 if get("group") is None else get("group")))

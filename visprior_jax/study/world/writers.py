@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from PIL import Image
 
 from visprior_jax.study.world.questions import ask, format_question, text_question
-from visprior_jax.study.world.render import render
+from visprior_jax.study.world.render import AREA, render
 from visprior_jax.study.world.sampling import MLE_LEVELS, allowed_combos, sample_mle_scene, sample_scene
 from visprior_jax.study.world.scene import COLOURS, SHAPES, WORLD_VERSION, Scene, WorldConfig, as_config, stream
 from visprior_jax.study.world.text import caption
@@ -133,20 +133,40 @@ def write_instructions(out_dir, n: int, seed: int, *, config=None, mix: Mapping 
           "n": len(entries), "by_label": counts, "spec": spec}
 
 
-def write_captions(out_dir, n: int, seed: int, split: str = "train", *, config=None) -> dict:
+def shape_twin(scene: Scene, rng: random.Random, config: WorldConfig = None, held_out: bool = False) -> Scene:
+  """The scene with one object's shape changed (same colour, place and area): a hard negative for a
+  contrastive encoder, whose captions otherwise tell apart by colour and place alone."""
+  config = as_config(config)
+  i = rng.randrange(len(scene.objects))
+  o = scene.objects[i]
+  taken = {x.combo for x in scene.objects}
+  shapes = [s for s in SHAPES if s != o.shape and (s, o.colour) not in taken
+            and (held_out or (s, o.colour) not in config.held_out)]
+  new = rng.choice(shapes)
+  twin = dataclasses.replace(o, shape=new, radius=o.radius * (AREA[o.shape] / AREA[new]) ** 0.5)
+  return dataclasses.replace(scene, objects=scene.objects[:i] + (twin,) + scene.objects[i + 1:])
+
+
+def write_captions(out_dir, n: int, seed: int, split: str = "train", *, config=None, twins: float = 0.0) -> dict:
   """``n`` (image, caption) pairs: ``captions.jsonl`` rows ``{"id", "image", "caption"}`` (images under
   ``images/``) for ``data/multimodal.py`` kind "captions", and ``scenes.jsonl``. ``split="train"`` never shows a
-  held-out combination; any other split name is its own stream and may."""
+  held-out combination; any other split name is its own stream and may. ``twins``: the share of row pairs
+  (2j, 2j+1) whose second scene is the first's ``shape_twin`` (read with the contrastive source's
+  ``data.group=2`` so both land in one batch); 0 = every scene drawn on its own."""
   config = as_config(config)
   out_dir = str(out_dir)
   held = split != "train"
   rows, scenes = [], []
+  previous = None
   for i in range(int(n)):
     rng = stream(seed, "captions", split, i)
-    if rng.random() < config.p_big:
+    if twins and i % 2 == 1 and previous is not None and previous.objects and rng.random() < twins:
+      scene = shape_twin(previous, rng, config, held)
+    elif rng.random() < config.p_big:
       scene = sample_mle_scene(rng, rng.choice(list(MLE_LEVELS)), config, held_out=held)
     else:
       scene = sample_scene(rng, config, held_out=held)
+    previous = scene
     img, scene = render(scene, config)
     sid = f"{split}-{i:06d}"
     _save(img, os.path.join(out_dir, "images", f"{sid}.png"))
