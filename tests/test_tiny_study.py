@@ -22,5 +22,5 @@ def test_quick_tiny_study_end_to_end(tmp_path):
             "vqa:overall"} <= got
   assert pd.to_numeric(primary["value"]).between(0, 100).all()
   report = (root / "report" / "report.md").read_text()
-  assert "language_s_s0" in report and "## Figures" in report
+  assert "language_s_s0" in report and "## Models that see?" in report and "## Findings" in report
   assert runner.run_study(study, root, log=lambda m: None) == {k: "skipped" for k in out}

@@ -20,6 +20,14 @@ the folder can be moved or published as is). Sections, each only when the result
 With ``paper=True`` each section also states the paper's number for the same thing, so the toy
 study's direction of effect can be read against the paper's. No number is tuned or filtered to
 agree: what disagrees is printed the same way as what agrees.
+
+The tiny study (results with ``tiny_*`` benchmark records, ``question_types.is_tiny``) gets its own
+layout, every score beside its baselines (chance, majority answer, no-image score): runs and key
+numbers with baseline rows; "Models that see?"; Findings (one verdict per paper finding); question
+types and their baselines; the control; headline effects with the sweep, size and Fig. 3 figures and
+the optimal shares; correlation; mixtures compared; other figures with study data (baselines drawn on
+score panels); and last, apart, "The paper's figures (reference, no toy data)" for figures this study
+has no runs for (``tiny_report`` describes the sections). Other studies' reports are as above.
 """
 
 from __future__ import annotations

@@ -124,7 +124,7 @@ def seeing_section(s: Study) -> list[str]:
   if m.empty:
     return out + ["No question type that needs the image was evaluated.\n"]
   best = m.iloc[0]
-  types = ", ".join(k for k in qt.VISUAL if k in s.real)
+  types = ", ".join(qt.label(k) for k in qt.VISUAL if k in s.real)
   beats = int((m["margin"] > 2 * m["se"]).sum())
   line = (f"Best run **{best['run']}**: its score on the question types that need the image ({types}) is "
           f"{_pm(best['margin'])} points over always giving each type's most common answer (item standard error "
