@@ -8,9 +8,10 @@ real offline text, and a small byte-level BPE trained on all of it.
 Sources (no downloads; ``visprior_jax/study/world/text.py`` documents the generators):
 
   visual_world  scene descriptions (objects, colours, sizes, positions, relations, counts) and facts
-                about shapes, colours and everyday things; with counting's corner problems, the only
-                place the corners of circles, stars and diamonds and four of the eight colour
-                associations are stated (the instructions teach the rest; tiny_knowledge asks all)
+                about shapes, colours and everyday things; the only place the corners of circles, stars
+                and diamonds and four of the eight colour associations are stated (the reasoning pools
+                name corners of the taught shapes only; the instructions teach the rest; tiny_knowledge
+                asks all, and its facts stated only here are the study's control)
   arithmetic    word problems with worked steps (math)
   counting      counting problems over shapes and corners with steps (math)
   syllogism     syllogisms, transitive comparisons of measured quantities, small data analyses (science)

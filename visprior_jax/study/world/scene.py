@@ -18,7 +18,7 @@ from __future__ import annotations
 import dataclasses
 import random
 
-WORLD_VERSION = 1
+WORLD_VERSION = 2         # 2: the reasoning pools state corner counts of the SFT-taught shapes only
 SHAPES = ("circle", "square", "triangle", "star", "diamond", "hexagon")
 CORNERS = {"circle": 0, "square": 4, "triangle": 3, "star": 10, "diamond": 4, "hexagon": 6}
 COLOURS = {"red": (220, 40, 40), "orange": (245, 140, 20), "yellow": (240, 215, 40), "green": (40, 165, 60),

@@ -17,10 +17,14 @@ import random
 from collections.abc import Iterator, Sequence
 
 from visprior_jax.study.world.sampling import sample_scene
-from visprior_jax.study.world.scene import (COLOUR_THINGS, COLOURS, CORNERS, SHAPES, Obj, Scene, WorldConfig,
+from visprior_jax.study.world.scene import (COLOUR_THINGS, COLOURS, CORNERS, DEFAULT, SHAPES, Obj, Scene, WorldConfig,
                                             as_config, stream)
 
 TEXTURE_WORDS = {"plain": "plain gray", "noise": "noisy gray", "stripes": "striped gray", "checks": "checked gray"}
+# The reasoning pools name corner counts only of the shapes the instructions also teach, so the corners of
+# circles, stars and diamonds (and four colour associations) are stated in the visual-world text alone: the
+# study's control (facts only in that text) then measures that text and nothing else.
+TAUGHT_SHAPES = DEFAULT.sft_fact_shapes
 POSITIONS = {(0, 0): "in the top left corner", (0, 1): "at the top", (0, 2): "in the top right corner",
              (1, 0): "on the left", (1, 1): "in the middle", (1, 2): "on the right",
              (2, 0): "in the bottom left corner", (2, 1): "at the bottom", (2, 2): "in the bottom right corner"}
@@ -251,7 +255,7 @@ def counting_problem(rng: random.Random) -> tuple[str, str, int]:
       total += n
     return q, f"Count each kind and add: {', '.join(steps)}.\nAnswer: {total}.", total
   if kind == 1:
-    shapes = rng.sample(SHAPES, 2)
+    shapes = rng.sample(TAUGHT_SHAPES, 2)
     m, n = counts[0], counts[1]
     a, b = m * CORNERS[shapes[0]], n * CORNERS[shapes[1]]
     q = f"How many corners do {m} {plural(shapes[0]) if m > 1 else shapes[0]} and {n} " \
@@ -315,7 +319,7 @@ def syllogism_problem(rng: random.Random) -> tuple[str, str, str]:
     r = (f"The data rise by the same amount each minute: {series[1]} - {series[0]} = {step}. The model predicts "
          f"{series[-1]} + {step} = {nxt} degrees.")
     return q, r, str(nxt)
-  s = rng.choice([x for x in SHAPES if CORNERS[x] == 4] + ["hexagon", "triangle"])
+  s = rng.choice(TAUGHT_SHAPES)
   c = rng.choice(list(COLOURS))
   n = CORNERS[s]
   return (f"In a picture, every shape with {_num(n)} corners is {c}. The {s} has {_num(n)} corners. What colour is "
