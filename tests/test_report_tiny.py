@@ -8,8 +8,8 @@ import re
 import pandas as pd
 import pytest
 
-from visprior_jax.analysis import findings, headline_effects as he, question_types as qt, report, synthetic_tiny, \
-    tables, tiny_report
+from visprior_jax.analysis import figdata, findings, headline_effects as he, question_types as qt, report, \
+    synthetic_tiny, tables, tiny_report
 from visprior_jax.study import store
 
 VISUAL_OR_MLE = ("colour", "shape", "count", "relation", "relative_size", "mle_small", "mle_medium", "mle_large")
@@ -81,6 +81,10 @@ def test_headline_effects_recover_the_known_effects(real):
   for e in (rea, ctrl, size):
     assert 1 < e.item_noise < 10 and e.run_noise > 0 and e.dominant in ("items", "runs")
   assert he.sweep_effect(real, "grid", "overall") is None
+  # runs differing only in seed (2 per sweep point, 4 per size of "balanced"): the seed noise itself
+  reps = he.replicate_noise(real, "overall")
+  assert (reps["groups"], reps["runs"]) == (12, 28) and reps["sd"] > 0 and reps["item_se"] > 0
+  assert set(figdata.one_size(real)["size"]) == {"s"}    # curves over shares: the most common size only
 
 
 def test_line_fit_matches_a_hand_worked_case():

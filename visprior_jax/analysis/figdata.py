@@ -136,14 +136,23 @@ def sweep_runs(runs: pd.DataFrame, keep_encoders=False) -> pd.DataFrame:
   return out
 
 
+def one_size(runs: pd.DataFrame) -> pd.DataFrame:
+  """The runs of the most common model size when there are several (a curve over shares is not fitted
+  across sizes); all runs otherwise."""
+  if "size" not in runs or runs["size"].nunique() <= 1:
+    return runs
+  return runs[runs["size"] == runs["size"].mode().iloc[0]]
+
+
 def sweeps(long, runs, *, measures=("overall", "Vision-Centric"), where=None, degree=2, n_boot=1000, seed=42,
            **_) -> pd.DataFrame:
-  """Score vs category share per category, quadratic smooth + band, optimal share with bootstrap CI."""
+  """Score vs category share per category, quadratic smooth + band, optimal share with bootstrap CI (each
+  category's runs of its most common model size, :func:`one_size`)."""
   runs = sweep_runs(select(runs, where))
   rows = []
   for m in _present(runs, measures):
     for cat in [c for c in _category_order(runs["category"].unique())]:
-      g = runs[(runs["category"] == cat) & runs[m].notna()]
+      g = one_size(runs[(runs["category"] == cat) & runs[m].notna()])
       panel = f"{m} | {cat}"
       for xi, yi, run in zip(g["share"], g[m], g["run"]):
         rows.append(dict(panel=panel, measure=m, category=cat, kind="point", x=xi, y=yi, run=run))
@@ -178,11 +187,13 @@ def baseline_rows(tidy: pd.DataFrame, long: pd.DataFrame) -> pd.DataFrame:
 def optimal_share_rows(runs: pd.DataFrame, n_boot: int = 1000, seed: int = 42,
                        measures=("overall", "Vision-Centric")) -> pd.DataFrame:
   """Per (measure, sweep category with >= 3 shares): the optimal share (``fits.optimal_share``: argmax of a
-  quadratic over the observed range, bootstrap CI), the fitted score there, ``at_edge``, the runs."""
+  quadratic over the observed range, bootstrap CI), the fitted score there, ``at_edge``, the runs (of the
+  category's most common model size, :func:`one_size`)."""
   sw = sweep_runs(runs)
   rows = []
   for m in [m for m in measures if m in sw]:
     for cat, g in sw[sw[m].notna()].groupby("category"):
+      g = one_size(g)
       if g["share"].nunique() < 3:
         continue
       o = fits.optimal_share(g["share"], g[m], n_boot=n_boot, seed=seed)

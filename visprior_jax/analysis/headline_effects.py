@@ -21,7 +21,9 @@ Noise, so the reader sees which dominates, both per run's score:
                that differs between runs (seeds, data order, initialisation)
 
 ``dominant``: "items" when the item variance is at least half the run variance (more items per type
-would narrow the interval most), else "runs" (more seeds would).
+would narrow the interval most), else "runs" (more seeds would). The run noise cannot truly be below the
+item noise; when the fit's estimate is (few runs), the effect's note says its interval may be too
+narrow. :func:`replicate_noise` measures the seed noise directly where runs differ only in seed.
 """
 
 from __future__ import annotations
@@ -56,6 +58,11 @@ class Effect:
   run_noise: float = math.nan
   paired: bool = False
   note: str = ""
+
+  def __post_init__(self):
+    if self.run_noise < self.item_noise:   # NaN compares False
+      self.note = "; ".join(n for n in (self.note, "run noise estimate below the item noise: the interval may be "
+                                        "too narrow") if n)
 
   @property
   def dominant(self) -> str:
@@ -207,6 +214,26 @@ def size_effect(runs: pd.DataFrame, measure: str, level: float = LEVEL) -> Effec
   item = float(runs.loc[runs["size"].isin([small, large]), se_col].mean()) if se_col in runs else math.nan
   return Effect(name=name, measure=measure, runs=len(va) + len(vb), estimate=diff, lo=lo, hi=hi, item_noise=item,
                 run_noise=sd, note="unpaired (Welch)")
+
+
+def replicate_noise(runs: pd.DataFrame, measure: str) -> dict:
+  """Seed noise measured directly: the pooled within-group standard deviation of ``measure`` over groups of
+  runs that differ only in seed (same size, same ``share.*``; e.g. a centre mixture in two sweeps under two
+  names). {"groups", "runs", "sd", "item_se"}; sd NaN without such a group."""
+  shares = sorted(c for c in runs.columns if c.startswith("share."))
+  out = {"groups": 0, "runs": 0, "sd": math.nan, "item_se": math.nan}
+  if measure not in runs or not shares:
+    return out
+  r = runs[runs[measure].notna()]
+  key = r[shares].astype(float).fillna(-1.0).round(6).astype(str).agg("|".join, axis=1) + "|" + (r["size"].astype(str) if "size" in r else "")
+  groups = [g for _, g in r.groupby(key) if len(g) >= 2 and ("seed" not in g or g["seed"].nunique() == len(g))]
+  if not groups:
+    return out
+  dof = sum(len(g) - 1 for g in groups)
+  ss = sum(float(((g[measure] - g[measure].mean()) ** 2).sum()) for g in groups)
+  se_col = f"{measure}.se"
+  item = float(pd.concat([g[se_col] for g in groups]).mean()) if se_col in r else math.nan
+  return {"groups": len(groups), "runs": sum(len(g) for g in groups), "sd": math.sqrt(ss / dof), "item_se": item}
 
 
 def effects_table(effects) -> pd.DataFrame:

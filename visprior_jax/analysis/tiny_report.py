@@ -32,7 +32,7 @@ from etils import epath
 
 from visprior_jax.analysis import findings as findings_lib, fits, tiny_figures
 from visprior_jax.analysis import headline_effects as he, question_types as qt
-from visprior_jax.analysis.figdata import correlation_runs, optimal_share_rows, sweep_runs
+from visprior_jax.analysis.figdata import correlation_runs, one_size, optimal_share_rows, sweep_runs
 from visprior_jax.analysis.markdown import md_table
 
 TABLES = "tables"
@@ -156,8 +156,8 @@ def findings_table(s: Study) -> pd.DataFrame:
   e = s.effects
   opt = None
   sw = sweep_runs(s.real)
-  vis = sw[(sw["category"] == "visual") & sw["overall"].notna()] if {"category", "overall"} <= set(sw.columns) \
-      else sw.iloc[0:0]
+  vis = one_size(sw[(sw["category"] == "visual") & sw["overall"].notna()]) \
+      if {"category", "overall"} <= set(sw.columns) else sw.iloc[0:0]
   if len(vis) and vis["share"].nunique() >= 3:
     opt = fits.optimal_share(vis["share"], vis["overall"], n_boot=s.n_boot, seed=s.seed)
   rows = [
@@ -288,6 +288,12 @@ def effects_section(s: Study, paper_figure: list[str]) -> list[str]:
          md_table(table, ["effect", "runs", "estimate", "ci_lo", "ci_hi", "slope", "slope_lo", "slope_hi", "shares",
                           "item_noise", "run_noise", "dominant", "chance", "majority", "no_image", "note"],
                   max_rows=len(table)), s.csv(table, "headline_effects") + "\n"]
+  reps = {m: he.replicate_noise(s.real, m) for m in ("overall", "Vision-Centric", qt.CONTROL, "Knowledge")}
+  if any(r["groups"] for r in reps.values()):
+    r0 = next(r for r in reps.values() if r["groups"])
+    out.append(f"\nSeed noise measured directly ({r0['groups']} group(s), {r0['runs']} runs differing only in seed): "
+               + "; ".join(f"{qt.label(m)} SD {r['sd']:.2f} (item SE {r['item_se']:.2f})" for m, r in reps.items()
+                           if r["groups"]) + ".\n")
   for cat in SWEEPS:
     out += _figure(tiny_figures.sweep(s.real, s.blank, cat, s.figures), f"Score vs {cat} share, per question type",
                    f"Every run of the {cat} sweep (colour = size), the fitted line with its 95% band and the change "
