@@ -95,8 +95,12 @@ def test_line_fit_matches_a_hand_worked_case():
   assert fit["se"] == pytest.approx(math.sqrt(0.9 / 5)) and fit["hi"] - fit["slope"] == pytest.approx(
       4.302653 * math.sqrt(0.9 / 5), rel=1e-5)
   # two sizes: one slope, two intercepts
-  two = he.line_fit([0, 1, 0, 1], [0.0, 1.0, 10.0, 11.0], ["s", "s", "m", "m"])
+  band = he.line_band(fit, grid=[1.5])
+  assert band["y"].iloc[0] == pytest.approx(2.5) and band["hi"].iloc[0] - 2.5 == pytest.approx(
+      4.302653 * math.sqrt(0.9 / 4), rel=1e-5)                     # at the mean of x: s / sqrt(n)
+  two = he.line_fit([0, 1, 0, 1, 2], [0.0, 1.0, 10.0, 11.0, 2.0], ["s", "s", "m", "m", "s"])
   assert two["slope"] == pytest.approx(1.0) and two["intercepts"] == pytest.approx({"s": 0.0, "m": 10.0})
+  assert he.line_band(two, grid=[2.0])["y"].iloc[0] == pytest.approx(2.0)   # the most common size's line
 
 
 def test_verdicts_are_mechanical():

@@ -77,6 +77,8 @@ def scaling(long, runs, *, x: str = "tokens", series: str = "size", measures=VQA
   if x not in runs or series not in runs:
     return pd.DataFrame()
   runs = runs[runs[x].notna()]
+  if runs[x].nunique() < 2:   # one token budget (or size): nothing to draw a trend over
+    return pd.DataFrame()
   scale, unit = _units(runs[x].astype(float))
   rows = []
   for m in _present(runs, measures):

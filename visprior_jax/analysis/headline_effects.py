@@ -76,48 +76,44 @@ class Effect:
 
 def line_fit(x, y, groups=None, level: float = LEVEL) -> dict:
   """OLS of y on x (+ one intercept per group when ``groups`` has several values): slope, its standard
-  error and t interval, residual SD, n and residual degrees of freedom."""
+  error and t interval, residual SD, n, residual degrees of freedom, the intercept per group, and what
+  :func:`line_band` needs (coefficients, their covariance, the groups in order; the most common first)."""
   x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
   ok = np.isfinite(x) & np.isfinite(y)
-  g = np.asarray(groups)[ok] if groups is not None else None
+  g = np.asarray(groups, dtype=object)[ok] if groups is not None else np.full(int(ok.sum()), None, dtype=object)
   x, y = x[ok], y[ok]
-  levels = list(dict.fromkeys(g)) if g is not None else [None]
-  cols = [np.ones_like(x)] + [(g == v).astype(float) for v in levels[1:]] + [x]
-  design = np.column_stack(cols)
+  levels = sorted(dict.fromkeys(g), key=lambda v: -int(np.sum(g == v)))   # stable: ties keep first seen
+  design = np.column_stack([np.ones_like(x)] + [(g == v).astype(float) for v in levels[1:]] + [x])
   n, p = design.shape
+  base = dict(slope=math.nan, se=math.nan, lo=math.nan, hi=math.nan, resid_sd=math.nan, n=n, df=n - p,
+              intercepts={}, levels=levels, coef=None, cov=None, x_min=float(x.min()) if n else math.nan,
+              x_max=float(x.max()) if n else math.nan)
   if n < 2 or len(np.unique(x)) < 2:
-    return dict(slope=math.nan, se=math.nan, lo=math.nan, hi=math.nan, resid_sd=math.nan, n=n, df=n - p,
-                intercepts={}, x_min=float(x.min()) if n else math.nan, x_max=float(x.max()) if n else math.nan)
+    return base
   coef, *_ = np.linalg.lstsq(design, y, rcond=None)
   resid = y - design @ coef
   df = n - p
-  slope = float(coef[-1])
-  se = resid_sd = lo = hi = math.nan
+  out = dict(base, slope=float(coef[-1]), coef=coef,
+             intercepts={v: float(coef[0] + (coef[i] if i else 0.0)) for i, v in enumerate(levels)})
   if df > 0:
     s2 = float(resid @ resid) / df
     cov = s2 * np.linalg.pinv(design.T @ design)
-    se, resid_sd = float(math.sqrt(max(cov[-1, -1], 0.0))), math.sqrt(s2)
+    se = float(math.sqrt(max(cov[-1, -1], 0.0)))
     half = float(sstats.t.ppf(1 - (1 - level) / 2, df)) * se
-    lo, hi = slope - half, slope + half
-  intercepts = {v: float(coef[0] + (coef[i] if i else 0.0)) for i, v in enumerate(levels)}
-  return dict(slope=slope, se=se, lo=lo, hi=hi, resid_sd=resid_sd, n=n, df=df, intercepts=intercepts,
-              x_min=float(x.min()), x_max=float(x.max()))
+    out.update(se=se, resid_sd=math.sqrt(s2), lo=out["slope"] - half, hi=out["slope"] + half, cov=cov)
+  return out
 
 
-def line_band(fit: dict, x, y, groups=None, grid=None, level: float = LEVEL) -> pd.DataFrame:
-  """The fitted line (averaged over the groups' intercepts) on ``grid`` with its pointwise t band."""
-  x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
-  ok = np.isfinite(x) & np.isfinite(y)
-  x, y = x[ok], y[ok]
-  grid = np.linspace(x.min(), x.max(), 41) if grid is None else np.asarray(grid, dtype=float)
-  if not math.isfinite(fit["slope"]):
+def line_band(fit: dict, grid=None, level: float = LEVEL) -> pd.DataFrame:
+  """The fitted line of the most common group (e.g. model size) on ``grid`` (default: 41 points over the
+  data's range) with its pointwise confidence band (t, the fit's residual degrees of freedom)."""
+  if fit["coef"] is None:
     return pd.DataFrame(columns=["x", "y", "lo", "hi"])
-  a = float(np.mean(list(fit["intercepts"].values())))
-  yhat = a + fit["slope"] * grid
-  if fit["df"] > 0 and math.isfinite(fit["resid_sd"]):
-    sxx = float(np.sum((x - x.mean()) ** 2))
-    half = sstats.t.ppf(1 - (1 - level) / 2, fit["df"]) * fit["resid_sd"] * np.sqrt(
-        1 / len(x) + (grid - x.mean()) ** 2 / sxx)
+  grid = np.linspace(fit["x_min"], fit["x_max"], 41) if grid is None else np.asarray(grid, dtype=float)
+  rows = np.column_stack([np.ones_like(grid)] + [np.zeros_like(grid)] * (len(fit["levels"]) - 1) + [grid])
+  yhat = rows @ fit["coef"]
+  if fit["cov"] is not None:
+    half = sstats.t.ppf(1 - (1 - level) / 2, fit["df"]) * np.sqrt(np.einsum("ij,jk,ik->i", rows, fit["cov"], rows))
   else:
     half = np.full_like(grid, np.nan)
   return pd.DataFrame(dict(x=grid, y=yhat, lo=yhat - half, hi=yhat + half))

@@ -279,7 +279,7 @@ def write_report(df: pd.DataFrame, out_dir, paper: bool = True, *, n_boot: int =
       lines += [""] + _effects_section(runs, paper, min(n_boot * 10, 10000), seed)
   else:
     lines.append("No evaluated runs in the results table.\n")
-  names = [n for n in (figures_names or figures.FIGURES) if not (tiny and n in _TINY_DRAWN)]
+  names = [n for n in (figures.FIGURES if figures_names is None else figures_names) if not (tiny and n in _TINY_DRAWN)]
   store_data = {n: figures.figure_data(n, df, source="store", n_boot=n_boot, seed=seed) if not df.empty
                 else pd.DataFrame() for n in names}
   with_data = [n for n in names if not store_data[n].empty]

@@ -131,9 +131,9 @@ def sweep(real: pd.DataFrame, blank: pd.DataFrame, category: str, out_dir, stem:
       ax.scatter(g["share"], g["y"], s=10, color=colors.get(size, "C0"), zorder=3, label=f"size {size}")
     sizes = d["size"].fillna("?").astype(str)
     fit = headline_effects.line_fit(d["share"], d["y"], sizes if sizes.nunique() > 1 else None)
-    band = headline_effects.line_band(fit, d["share"], d["y"])
+    band = headline_effects.line_band(fit)
     if not band.empty:
-      ax.plot(band["x"], band["y"], "-", color="k", lw=1.0, label="fitted line")
+      ax.plot(band["x"], band["y"], "-", color="k", lw=1.0, label="fitted line (most common size)")
       ax.fill_between(band["x"], band["lo"], band["hi"], color="k", alpha=0.12, lw=0)
     base = qt.measure_baselines(real, blank, m, runs=d["run"])
     draw_baselines(ax, base)
@@ -203,9 +203,9 @@ def control(real: pd.DataFrame, blank: pd.DataFrame, out_dir, stem: str = "tiny_
       ax.scatter(g["x"], g["y"], s=12, color=colors.get(s, "C0"), zorder=3, label=f"size {s}")
     sizes = d["size"].fillna("?").astype(str)
     fit = headline_effects.line_fit(d["x"], d["y"], sizes if sizes.nunique() > 1 else None)
-    band = headline_effects.line_band(fit, d["x"], d["y"])
+    band = headline_effects.line_band(fit)
     if not band.empty:
-      ax.plot(band["x"], band["y"], "-", color="k", lw=1.0, label="fitted line")
+      ax.plot(band["x"], band["y"], "-", color="k", lw=1.0, label="fitted line (most common size)")
       ax.fill_between(band["x"], band["lo"], band["hi"], color="k", alpha=0.12, lw=0)
     base = qt.measure_baselines(real, blank, m)
     draw_baselines(ax, base)
