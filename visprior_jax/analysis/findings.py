@@ -105,8 +105,9 @@ def cluster_row(runs: pd.DataFrame) -> dict:
     v = "agrees"
   else:
     v = "not significant"
-  est = (f"rho General-OCR {cis[0][0]:+.2f} [{cis[0][1]:+.2f}, {cis[0][2]:+.2f}], Knowledge-Vision "
-         f"{cis[1][0]:+.2f} [{cis[1][1]:+.2f}, {cis[1][2]:+.2f}] over {n} runs; clusters "
+  def ci(c):
+    return f"{c[0]:+.2f} [{c[1]:+.2f}, {c[2]:+.2f}]" if math.isfinite(c[1]) else f"{c[0]:+.2f} [no interval: < 4 runs]"
+  est = (f"rho General-OCR {ci(cis[0])}, Knowledge-Vision {ci(cis[1])} over {n} runs; clusters "
          + " | ".join(" + ".join(c) for c in clusters))
   return _row("Finding 5", claim, est, v, estimate=cis[1][0], lo=min(los), hi=min(his))
 
@@ -122,7 +123,9 @@ def effect_row(finding: str, claim: str, effect: Effect | None, direction: int =
   """A row for an interval estimate (``headline_effects.Effect``)."""
   if effect is None:
     return _row(finding, claim, missing, "not testable here", control=control)
-  text = f"{effect.estimate:+.2f} {unit} [{effect.lo:+.2f}, {effect.hi:+.2f}] ({effect.name}; {effect.runs} runs"
+  interval = f"[{effect.lo:+.2f}, {effect.hi:+.2f}]" if math.isfinite(effect.lo) and math.isfinite(effect.hi) \
+      else "[no interval: too few runs]"
+  text = f"{effect.estimate:+.2f} {unit} {interval} ({effect.name}; {effect.runs} runs"
   text += (f"; shares {effect.x_min:g}-{effect.x_max:g}%" if math.isfinite(effect.x_min) else "") + ")"
   return _row(finding, claim, text, verdict(effect.lo, effect.hi, direction), effect.estimate, effect.lo, effect.hi,
               control)
