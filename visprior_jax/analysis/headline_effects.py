@@ -221,7 +221,9 @@ def replicate_noise(runs: pd.DataFrame, measure: str) -> dict:
   if measure not in runs or not shares:
     return out
   r = runs[runs[measure].notna()]
-  key = r[shares].astype(float).fillna(-1.0).round(6).astype(str).agg("|".join, axis=1) + "|" + (r["size"].astype(str) if "size" in r else "")
+  key = r[shares].astype(float).fillna(-1.0).round(6).astype(str).agg("|".join, axis=1)
+  if "size" in r:
+    key = key + "|" + r["size"].astype(str)
   groups = [g for _, g in r.groupby(key) if len(g) >= 2 and ("seed" not in g or g["seed"].nunique() == len(g))]
   if not groups:
     return out
