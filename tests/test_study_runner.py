@@ -4,6 +4,7 @@ the paper's study configs, and a real pretrain -> eval chain on a tiny model."""
 import json
 
 import ml_collections
+import numpy as np
 import pytest
 
 from conftest import REPO
@@ -194,3 +195,70 @@ def test_launched_commands_parse_to_the_configs_the_runner_builds(tmp_path):
       with got.unlocked():
         runner.apply_overrides(got, json.loads(fv.overrides))
     assert got.to_dict() == expected.to_dict(), st["name"]
+
+
+@pytest.fixture
+def jax_cache_config():
+  """Puts JAX's compilation-cache settings back after a test that turns the cache on (they are process-wide)."""
+  import jax
+  from jax.experimental.compilation_cache import compilation_cache as jax_cache
+  names = ("jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs",
+           "jax_persistent_cache_min_entry_size_bytes")
+  saved = {n: getattr(jax.config, n) for n in names}
+  yield jax
+  for n, v in saved.items():
+    jax.config.update(n, v)
+  jax_cache.reset_cache()
+
+
+def test_study_run_keeps_a_compilation_cache_that_hits(tmp_path, jax_cache_config):
+  import jax.numpy as jnp
+  from jax import monitoring
+  jax = jax_cache_config
+  jax.config.update("jax_compilation_cache_dir", None)
+  log = str(tmp_path / "log.txt")
+  root = tmp_path / "s"
+  assert runner.run_study(_study(tmp_path, [_py("a", log)]), root, log=lambda m: None, cache="auto") == {"a": "done"}
+  cache = root / ".study" / "jax_cache"
+  assert jax.config.jax_compilation_cache_dir == str(cache)
+  x, events = jnp.ones((3, 5)), []
+
+  def listener(event, **kw):
+    events.append(event)
+  monitoring.register_event_listener(listener)
+  try:
+    for _ in range(2):     # a new function each time, as each run's stage builds its own: the same program
+      def study_cache_probe(v):
+        return jnp.tanh(v) * 3.0 + 1.0     # compiles in milliseconds: cached all the same (no time threshold)
+      jax.jit(study_cache_probe)(x).block_until_ready()
+      assert [p.name for p in cache.iterdir() if "study_cache_probe" in p.name]
+  finally:
+    monitoring.unregister_event_listener(listener)
+  assert events.count("/jax/compilation_cache/cache_misses") == 1
+  assert events.count("/jax/compilation_cache/cache_hits") == 1
+  # a corrupt entry is a warning and a compile, never a failure or a wrong result
+  for p in cache.iterdir():
+    if "study_cache_probe" in p.name:
+      p.write_bytes(b"garbage")
+
+  def study_cache_probe(v):
+    return jnp.tanh(v) * 3.0 + 1.0
+  with pytest.warns(UserWarning, match="Error reading persistent compilation cache"):
+    y = jax.jit(study_cache_probe)(x)
+  assert np.allclose(y, np.tanh(1.0) * 3.0 + 1.0)
+
+
+def test_an_unwritable_compilation_cache_only_warns(tmp_path, jax_cache_config):
+  jax = jax_cache_config
+  jax.config.update("jax_compilation_cache_dir", None)
+  (tmp_path / "file").write_text("not a directory")
+  messages, log = [], str(tmp_path / "log.txt")
+  out = runner.run_study(_study(tmp_path, [_py("a", log)]), tmp_path / "s", log=messages.append,
+                         cache=str(tmp_path / "file" / "cache"))
+  assert out == {"a": "done"}
+  assert any(m.startswith("warning: compilation cache") and "compiling without it" in m for m in messages)
+  assert jax.config.jax_compilation_cache_dir is None
+  # off, and a remote workdir under auto: no cache
+  assert runner.compilation_cache(str(tmp_path / "t"), "off") is None
+  assert runner.compilation_cache("gs://bucket/study", "auto") is None
+  assert jax.config.jax_compilation_cache_dir is None and not (tmp_path / "t").exists()

@@ -10,6 +10,7 @@
   visprior convert native-to-hf --src=DIR --dst=HF_DIR [--verify]
   visprior eval lm|vqa|judge|alignment|all --config=configs/eval.py --config.checkpoint=DIR [--config.x=y ...]
   visprior study run|status|launch|report --config=configs/study/<name>.py --workdir=DIR [--only=REGEX]
+                                [--compilation_cache=auto|off|DIR]
   visprior data prepare         --config=configs/data/<name>.py
   visprior data train-tokenizer --config=configs/data/<name>.py
   visprior data label           --config=configs/data/label_endpoint.py[:lexical] --prepared=DIR [--sources=a,b]
@@ -54,6 +55,8 @@ flags.DEFINE_string("ablate", None, "data label-instructions: write the 100/50/0
                     "category (perception | reasoning | others) under --dst.")
 flags.DEFINE_string("only", None, "study run: only the steps whose name matches this regex.")
 flags.DEFINE_string("prefix", "", "study launch: prepended to every printed command (e.g. a launcher).")
+flags.DEFINE_string("compilation_cache", "auto", "study run: JAX's persistent compilation cache: auto "
+                    "(<workdir>/.study/jax_cache for a local workdir), off, or a directory.")
 flags.DEFINE_string("overrides", None, "A JSON object of dotted config keys -> values, applied after the "
                     "--config.x=y flags; for values those flags cannot set (lists, dicts, a changed type). "
                     "visprior study launch prints them this way.")
@@ -216,7 +219,8 @@ def _study(args):
   if _CONFIG.value is None or not FLAGS.workdir:
     _fail("--config (a configs/study/*.py file) and --workdir are required")
   try:
-    sys.exit(runner.main_command(sub, _CONFIG.value, FLAGS.workdir, only=FLAGS.only, prefix=FLAGS.prefix))
+    sys.exit(runner.main_command(sub, _CONFIG.value, FLAGS.workdir, only=FLAGS.only, prefix=FLAGS.prefix,
+                                 cache=FLAGS.compilation_cache))
   except (ValueError, KeyError, FileNotFoundError) as e:
     _fail(str(e))
 

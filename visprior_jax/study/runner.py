@@ -1,6 +1,7 @@
 """Runs a study: every step in dependency order, in this process, idempotent and resumable.
 
   visprior study run    --config=configs/study/<name>.py --workdir=DIR [--only=REGEX]
+                        [--compilation_cache=auto|off|DIR]
   visprior study status --config=configs/study/<name>.py --workdir=DIR
   visprior study launch --config=configs/study/<name>.py --workdir=gs://... [--prefix="python launch/tpu.py run ... --"]
   visprior study report --config=configs/study/<name>.py --workdir=DIR   (re-collect results, rewrite the report)
@@ -11,9 +12,10 @@ interrupted: rerun). A finished step whose spec is unchanged is skipped; a chang
 (training steps resume from their workdir's checkpoint, evals from their records), and so does a
 step one of whose dependencies ran again in this invocation (like make). A failed step
 does not stop the study: the steps that need it are ``blocked`` and everything else still runs.
-Training and evaluation run in this process (one JAX runtime, compilation caches shared across
-runs); ``launch`` prints the equivalent ``visprior`` command per step instead, for clusters where
-each step is its own job.
+Training and evaluation run in this process (one JAX runtime); ``run`` keeps JAX's persistent
+compilation cache in ``DIR/.study/jax_cache`` (see :func:`compilation_cache`), so a program compiled for
+one run is loaded, not compiled, by the next run of the same size; ``launch`` prints the equivalent
+``visprior`` command per step instead, for clusters where each step is its own job.
 """
 
 from __future__ import annotations
@@ -175,23 +177,52 @@ def _steps(study, only: str | None = None, strict: bool = True) -> list[dict]:
   return ordered
 
 
-def _compilation_cache(root: str) -> None:
-  """Runs of one size compile the same programs (only their data differ): a persistent compilation cache
-  under the study (unless one is configured already) turns every compile after the first into a load."""
+CACHE_DIR = ".study/jax_cache"     # the study's persistent compilation cache, under its workdir
+CACHE_MIN_COMPILE_SECS = 0.0       # cache every program (a tiny study has init programs of 0.2-0.5 s)
+
+
+def compilation_cache(root: str, cache: str = "auto", log=None) -> str | None:
+  """Turns on JAX's persistent compilation cache for this process; returns its directory (None: off).
+
+  Runs of one size compile the same programs (only their data differ), so every compile after the first
+  becomes a load. The same HLO gives the same executable, so results cannot change. ``cache``: "auto" (the
+  default of ``visprior study run``) is ``<root>/.study/jax_cache`` for a local workdir, off for a remote
+  one (gs://...) and left alone when a cache is configured already (JAX_COMPILATION_CACHE_DIR); "off";
+  or a directory. A directory that cannot be written turns it off with a warning: never a failed study
+  (JAX itself only warns about an unreadable or corrupt entry and compiles instead)."""
   import jax
-  if not jax.config.jax_compilation_cache_dir and "://" not in root:
-    jax.config.update("jax_compilation_cache_dir", str(epath.Path(root) / ".study" / "jax_cache"))
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+  log = log or (lambda msg: print(msg, flush=True))
+  if cache == "off" or not cache:
+    return None
+  if cache == "auto":
+    if jax.config.jax_compilation_cache_dir or "://" in root:
+      return jax.config.jax_compilation_cache_dir or None
+    cache = str(epath.Path(root).resolve() / CACHE_DIR)
+  try:
+    path = epath.Path(cache)
+    path.mkdir(parents=True, exist_ok=True)
+    probe = path / f".probe-{time.time_ns()}"
+    probe.write_bytes(b"")
+    probe.unlink()
+  except Exception as e:  # noqa: BLE001 - a speed-up only: the study runs without it
+    log(f"warning: compilation cache {cache} is not writable ({type(e).__name__}: {e}); compiling without it")
+    return None
+  if jax.config.jax_compilation_cache_dir != str(path):
+    from jax.experimental.compilation_cache import compilation_cache as jax_cache
+    jax_cache.reset_cache()      # JAX opens its cache once per process: a new directory needs a reset
+  jax.config.update("jax_compilation_cache_dir", str(path))
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", CACHE_MIN_COMPILE_SECS)
+  jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+  return str(path)
 
 
-def run_study(study, root, *, only: str | None = None, log=None, cache: bool = False) -> dict[str, str]:
+def run_study(study, root, *, only: str | None = None, log=None, cache: str = "off") -> dict[str, str]:
   """Runs the study's pending steps; returns {step: done | failed | blocked | skipped | interrupted}; a
-  preempted (SIGTERM) training step stops the study there. ``cache``: turn on
-  the persistent compilation cache under the study (process-wide; ``visprior study run`` does)."""
+  preempted (SIGTERM) training step stops the study there. ``cache``: the persistent compilation cache
+  (:func:`compilation_cache`; process-wide; ``visprior study run`` passes "auto")."""
   log = log or (lambda msg: print(msg, flush=True))
   root = str(root)
-  if cache:
-    _compilation_cache(root)
+  compilation_cache(root, cache, log)
   state = StudyState(root)
   write_run_specs(study, root)
   outcome: dict[str, str] = {}
@@ -322,9 +353,10 @@ def launch_commands(study, root, prefix: str = "") -> list[str]:
   return out
 
 
-def main_command(action: str, study, root, only: str | None = None, prefix: str = "") -> int:
+def main_command(action: str, study, root, only: str | None = None, prefix: str = "",
+                 cache: str = "auto") -> int:
   if action == "run":
-    outcome = run_study(study, root, only=only, cache=True)
+    outcome = run_study(study, root, only=only, cache=cache)
     print(status_table(study, root))
     report = epath.Path(root) / "report" / "report.md"
     if report.exists():
@@ -343,5 +375,5 @@ def main_command(action: str, study, root, only: str | None = None, prefix: str 
   raise ValueError("usage: visprior study run|status|launch|report --config=configs/study/<name>.py --workdir=DIR")
 
 
-__all__ = ["apply_overrides", "launch_commands", "load_config_file", "main_command", "run_study", "status_table",
-           "StudyState"]
+__all__ = ["apply_overrides", "compilation_cache", "launch_commands", "load_config_file", "main_command", "run_study",
+           "status_table", "StudyState"]
