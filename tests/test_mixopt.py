@@ -30,11 +30,14 @@ VISPRIOR = os.path.join(os.path.dirname(sys.executable), "visprior")
 
 
 def _tiny_mixtures() -> dict:
-  """configs/study/tiny.py's MIXTURES (the module loads without building the study)."""
-  s = importlib.util.spec_from_file_location("tiny_cfg", os.path.join(REPO, "configs", "study", "tiny.py"))
-  module = importlib.util.module_from_spec(s)
-  s.loader.exec_module(module)
-  return module.MIXTURES
+  """Four source blends over the tiny study's pools (configs/data/tiny_world.py), as the tiny study once ran
+  them: what the mixture optimizer's tests fit."""
+  return {
+      "language": dict(docs=0.45, code=0.15, visual_world=0.1, arithmetic=0.1, counting=0.1, syllogism=0.1),
+      "reasoning": dict(docs=0.1, code=0.25, visual_world=0.05, arithmetic=0.2, counting=0.2, syllogism=0.2),
+      "visual": dict(docs=0.1, code=0.1, visual_world=0.6, arithmetic=0.07, counting=0.06, syllogism=0.07),
+      "balanced": dict(docs=0.2, code=0.2, visual_world=0.15, arithmetic=0.15, counting=0.15, syllogism=0.15),
+  }
 
 
 def _surface(r, v):

@@ -15,12 +15,13 @@ def test_quick_tiny_study_end_to_end(tmp_path):
   assert set(out.values()) == {"done"}, out
   df = store.load(root / "results.parquet")
   primary = df[df["primary"]]
-  assert set(primary["run"]) == set(study.runs) == {"language_s_s0", "reasoning_s_s0"}
+  assert set(primary["run"]) == set(study.runs) == {"r0_s", "r30_s"}
+  assert set(df["images"].fillna("real")) == {"real", "blank"}        # the no-image evaluation ran too
   for run in study.runs:
     got = set(primary.loc[primary["run"] == run, "benchmark"])
     assert {"tiny_general_open", "tiny_knowledge_open", "tiny_ocr", "tiny_vision_open", "mle_bench",
             "vqa:overall"} <= got
   assert pd.to_numeric(primary["value"]).between(0, 100).all()
   report = (root / "report" / "report.md").read_text()
-  assert "language_s_s0" in report and "## Models that see?" in report and "## Findings" in report
+  assert "r0_s" in report and "## Models that see?" in report and "## Findings" in report
   assert runner.run_study(study, root, log=lambda m: None) == {k: "skipped" for k in out}

@@ -22,7 +22,7 @@ Decisions:
   rates -- the rule ``data.mixtures`` uses for grid cells) that has the proposed reasoning and visual
   shares; a candidate no blend of those sources reaches is skipped.
 - Config. The tiny study's results (study ``tiny``/``tiny_quick``) are re-run through
-  configs/study/tiny.py with its MIXTURES replaced (every size and seed); anything else through
+  configs/study/tiny.py's ``blend_study`` (every size and seed); anything else through
   configs/study/paper.py's ``study`` at the largest size's preset and token budget. The written file
   finds those configs by a path relative to itself, so keep it inside the repository.
 """
@@ -188,10 +188,7 @@ def get_config(arg: str = ""):
   spec = importlib.util.spec_from_file_location("tiny_base", BASE)
   base = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(base)
-  base.MIXTURES = dict(PROPOSED)
-  config = base.get_config("")
-  config.name = {name!r}
-  return config
+  return base.blend_study({name!r}, PROPOSED)
 """
 
 _PAPER_BODY = """import os
