@@ -235,3 +235,32 @@ def test_an_encoder_export_is_refused_with_one_clear_line(tmp_path):
   task.export(str(tmp_path / "export"), task.init_params(0))
   with pytest.raises(ValueError, match="image-text encoder"):
     load_eval_model(str(tmp_path / "export"), tokenizer="bytes")
+
+
+def test_a_short_batch_is_filled_to_the_batch_size_and_decodes_the_same(setup):
+  """Greedy: fewer prompts than ``batch_size`` run in the full batch's shape (no new program to compile) and
+  decode exactly as the same rows of a full batch; sampled batches are not filled (their draws depend on it)."""
+  import numpy as np
+  from jax import monitoring
+  from visprior_jax.data import multimodal as mm
+  from visprior_jax.eval.model import load_eval_model
+  model = load_eval_model(str(setup / "ckpt"), tokenizer="bytes")
+  mcfg, res = model.task.mllm, model.image_preprocessing[1]
+  prompts = [mm.encode_prompt(model.tokenizer, "What colour is the " + "big " * (i % 3) + "circle?", n_images=1,
+                              tokens_per_image=mcfg.tokens_per_image, image_token_id=mcfg.image_token_id)
+             for i in range(5)]
+  images = np.random.default_rng(0).normal(size=(5, 1, res, res, 3)).astype(np.float32)
+  full = model.generate(prompts, 6, images=images, pad_multiple=64)     # one width, as the VQA runner pads
+  compiles = []
+
+  def listener(event, secs, **kw):
+    if event.endswith("backend_compile_duration"):
+      compiles.append(kw.get("fun_name"))
+  monitoring.register_event_duration_secs_listener(listener)
+  try:
+    short = model.generate(prompts[:2], 6, images=images[:2], pad_multiple=64, batch_size=5)
+  finally:
+    monitoring.unregister_event_duration_listener(listener)
+  assert short == full[:2] and not compiles
+  sampled = model.generate(prompts[:2], 6, images=images[:2], temperature=1.0, seed=3)
+  assert model.generate(prompts[:2], 6, images=images[:2], temperature=1.0, seed=3, batch_size=5) == sampled

@@ -68,8 +68,17 @@ class EvalModel:
     return jax.jit(self.task.image_features)
 
   def generate(self, prompts, max_new_tokens: int, *, images=None, stop_tokens=None, temperature: float = 0.0,
-               seed: int = 42, pad_multiple: int = 1):
-    """Generated ids per prompt; ``images`` (B, I, H, W, 3) float32 preprocessed, or None."""
+               seed: int = 42, pad_multiple: int = 1, batch_size: int = 0):
+    """Generated ids per prompt; ``images`` (B, I, H, W, 3) float32 preprocessed, or None. ``batch_size``:
+    greedy decoding fills fewer prompts up to this many with copies of the first (prompt and images), so a
+    benchmark's short last batch runs the programs its full batches compiled; the copies stop when the
+    first row does and their outputs are dropped (greedy rows are decoded independently; sampled ones are
+    not filled: their random draws depend on the batch)."""
+    n = len(prompts)
+    if temperature == 0 and n < batch_size:
+      prompts = list(prompts) + [prompts[0]] * (batch_size - n)
+      if images is not None:
+        images = np.concatenate([images, np.repeat(images[:1], batch_size - n, axis=0)])
     stop = stop_tokens if stop_tokens is not None else [t for t in (self.tokenizer.eos_id,) if t is not None]
     if self.multimodal:
       cfg, params = self.task.mllm, {"projector": self.params["projector"], "llm": self.params["llm"]}
@@ -81,7 +90,7 @@ class EvalModel:
       cfg, params, feats = self.task.cfg, self.params, None
     return generate_lib.generate(cfg, params, prompts, max_new_tokens, stop_tokens=stop, temperature=temperature,
                                  seed=seed, pad_id=self.tokenizer.pad_id, image_features=feats, rules=self.rules,
-                                 pad_multiple=pad_multiple)
+                                 pad_multiple=pad_multiple)[:n]
 
 
 def checkpoint_meta(path) -> tuple[int | None, dict]:

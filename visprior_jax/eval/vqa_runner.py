@@ -10,8 +10,8 @@ prediction as it is made, then the metrics records (``eval.results``). With ``im
 image is replaced by a uniform mid-gray image of its size before preprocessing: the same pipeline with
 no visual information (what a model scores from the question alone). A missing or corrupt
 image skips its item (counted; ``on_error="raise"``: an error naming the item's file and row).
-Items are batched by image count and prompts padded to a multiple of 64 tokens, so only a few
-shapes compile.
+Items are batched by image count, prompts padded to a multiple of 64 tokens and (greedy decoding) a short
+last batch filled up to the batch size (``EvalModel.generate``), so only a few shapes compile.
 
 An interrupted run resumes: finished benchmarks are not redone and an unfinished one continues
 after its last written prediction.
@@ -128,7 +128,8 @@ def run_benchmark(model, bench: Benchmark, folder, out: EvalOutput, settings: VQ
       if not batch:
         continue
       ids = model.generate([p for _, p in prompts], s["max_new_tokens"], images=np.stack(images) if k else None,
-                           temperature=settings.temperature, seed=settings.seed, pad_multiple=64)
+                           temperature=settings.temperature, seed=settings.seed, pad_multiple=64,
+                           batch_size=settings.batch_size)
       rows = []
       for it, (text, _), out_ids in zip(batch, prompts, ids):
         prediction = model.tokenizer.decode(out_ids)
