@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 export JAX_PLATFORMS ?= cpu
 export HF_HUB_OFFLINE = 1
 
-.PHONY: demo demo-pretrain test test-fast bench bench-maxtext scale-table mix-report clean
+.PHONY: demo demo-full demo-pretrain test test-fast bench bench-maxtext scale-table mix-report clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -19,10 +19,14 @@ $(VENV)/.test: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q -e '.[test]'
 	touch $@ $(VENV)/.core
 
-# The embedded tiny study (configs/study/tiny.py): 16 runs pretrain -> align -> SFT -> eval, then the
+# The embedded tiny study (configs/study/tiny.py): 10 runs pretrain -> align -> SFT -> eval, then the
 # report. Resumable: a second `make demo` skips what is done and rewrites the report.
 demo: $(VENV)/.core
 	$(BIN)/visprior study run --config=configs/study/tiny.py --workdir=runs/tiny_study
+
+# The longer tiny study (configs/study/tiny.py:full): 16 runs, 300 eval items per question type (docs/study.md).
+demo-full: $(VENV)/.core
+	$(BIN)/visprior study run --config=configs/study/tiny.py:full --workdir=runs/tiny_full
 
 # The earlier text-only demo: data prepare + labels + one tiny pre-training run (~2 minutes).
 demo-pretrain: $(VENV)/.core

@@ -102,7 +102,7 @@ def study(name: str, plan, variant: str = "") -> ml_collections.ConfigDict:
   quick, full = variant == "quick", variant == "full"
   # Steps x batch: few steps of larger batches, since at this size a step costs mostly fixed overhead.
   n = dict(captions=300 if quick else 6000, sft=200 if quick else 6000, eval=4 if quick else 300 if full else 100,
-           encoder_steps=20 if quick else 400, pretrain_steps=10 if quick else 125, align_steps=5 if quick else 120,
+           encoder_steps=20 if quick else 300, pretrain_steps=10 if quick else 125, align_steps=5 if quick else 100,
            sft_steps=5 if quick else 400)
   tok = "{root}/data/tokenizer.json"
   world = "visprior_jax.study.world:"
