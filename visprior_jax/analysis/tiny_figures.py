@@ -117,6 +117,20 @@ def types(real: pd.DataFrame, blank: pd.DataFrame, out_dir, stem: str = "tiny_ty
   return save(fig, pd.DataFrame(rows), out_dir, stem)
 
 
+def _points_and_line(ax, x, y, size, colors, marker_size):
+  """Each run as a point coloured by size, and the fitted line (one intercept per size) with its band:
+  (fit, band)."""
+  for s, idx in size.groupby(size).groups.items():
+    ax.scatter(x[idx], y[idx], s=marker_size, color=colors.get(s, "C0"), zorder=3, label=f"size {s}")
+  sizes = size.fillna("?").astype(str)
+  fit = headline_effects.line_fit(x, y, sizes if sizes.nunique() > 1 else None)
+  band = headline_effects.line_band(fit)
+  if not band.empty:
+    ax.plot(band["x"], band["y"], "-", color="k", lw=1.0, label="fitted line (most common size)")
+    ax.fill_between(band["x"], band["lo"], band["hi"], color="k", alpha=0.12, lw=0)
+  return fit, band
+
+
 def sweep(real: pd.DataFrame, blank: pd.DataFrame, category: str, out_dir, stem: str | None = None) -> dict | None:
   """Score vs ``category`` share, one panel per measure (module docstring); None without the sweep."""
   measures = [m for m in _measures(real) if headline_effects.sweep_data(real, category, m)["share"].nunique() >= 2]
@@ -127,14 +141,7 @@ def sweep(real: pd.DataFrame, blank: pd.DataFrame, category: str, out_dir, stem:
   rows = []
   for ax, m in zip(axes, measures):
     d = headline_effects.sweep_data(real, category, m)
-    for size, g in d.groupby("size"):
-      ax.scatter(g["share"], g["y"], s=10, color=colors.get(size, "C0"), zorder=3, label=f"size {size}")
-    sizes = d["size"].fillna("?").astype(str)
-    fit = headline_effects.line_fit(d["share"], d["y"], sizes if sizes.nunique() > 1 else None)
-    band = headline_effects.line_band(fit)
-    if not band.empty:
-      ax.plot(band["x"], band["y"], "-", color="k", lw=1.0, label="fitted line (most common size)")
-      ax.fill_between(band["x"], band["lo"], band["hi"], color="k", alpha=0.12, lw=0)
+    fit, band = _points_and_line(ax, d["share"], d["y"], d["size"], colors, marker_size=10)
     base = qt.measure_baselines(real, blank, m, runs=d["run"])
     draw_baselines(ax, base)
     span = fit["x_max"] - fit["x_min"]
@@ -199,14 +206,7 @@ def control(real: pd.DataFrame, blank: pd.DataFrame, out_dir, stem: str = "tiny_
   for ax, m in zip(axes, measures):
     d = pd.DataFrame(dict(run=real["run"], size=real["size"] if "size" in real else "?", x=share, y=real[m])).dropna(
         subset=["x", "y"])
-    for s, g in d.groupby("size"):
-      ax.scatter(g["x"], g["y"], s=12, color=colors.get(s, "C0"), zorder=3, label=f"size {s}")
-    sizes = d["size"].fillna("?").astype(str)
-    fit = headline_effects.line_fit(d["x"], d["y"], sizes if sizes.nunique() > 1 else None)
-    band = headline_effects.line_band(fit)
-    if not band.empty:
-      ax.plot(band["x"], band["y"], "-", color="k", lw=1.0, label="fitted line (most common size)")
-      ax.fill_between(band["x"], band["lo"], band["hi"], color="k", alpha=0.12, lw=0)
+    fit, band = _points_and_line(ax, d["x"], d["y"], d["size"], colors, marker_size=12)
     base = qt.measure_baselines(real, blank, m)
     draw_baselines(ax, base)
     ax.set_title(f"{qt.label(m)}\nslope {fit['slope']:+.2f} [{fit['lo']:+.2f}, {fit['hi']:+.2f}] per share point",

@@ -109,11 +109,7 @@ class ContrastiveSource(MultimodalSource):
       try:
         pixels = preprocess(sample.images[0], self.family, res)
       except _BadRecord as e:
-        label = f"{sample.where} id={sample.id}"
-        if self.on_error == "raise":
-          raise ValueError(f"{label}: {e.reason} ({e.detail})") from None
-        self.stats.skip(label, e.reason, e.detail)
-        log.warning("%s: %s (%s); its row is left empty", label, e.reason, e.detail)
+        self.skip_bad_record(sample, e, "its row is left empty")
         continue
       ids = self.text_ids(sample)
       images[r], text[r, :len(ids)], mask[r, :len(ids)] = pixels, ids, 1

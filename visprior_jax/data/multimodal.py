@@ -509,6 +509,14 @@ class MultimodalSource:
     pixels = [preprocess(ref, self.family, self.resolution) for ref in sample.images[:n_img]] if not self.blind else []
     return ids[:cut], mask[:cut], pixels, len(ids)
 
+  def skip_bad_record(self, sample: Sample, error, consequence: str) -> None:
+    """A sample that failed at batch time: raise (``on_error="raise"``) or count it and log ``consequence``."""
+    label = f"{sample.where} id={sample.id}"
+    if self.on_error == "raise":
+      raise ValueError(f"{label}: {error.reason} ({error.detail})") from None
+    self.stats.skip(label, error.reason, error.detail)
+    log.warning("%s: %s (%s); %s", label, error.reason, error.detail, consequence)
+
   def _compute(self, step: int, process_index: int = 0, process_count: int = 1) -> dict[str, np.ndarray]:
     rows = process_rows(self.batch_size, process_index, process_count)
     R, T, K, res = len(rows), self.seq_len + 1, self.pack, self.resolution
@@ -523,17 +531,10 @@ class MultimodalSource:
       used, slot = 0, 0
       for j in range(K):
         sample = self.samples[self.sample_index((step * self.batch_size + row) * K + j)]
-        if used >= T:
-          self.stats.skip(f"{sample.where} id={sample.id}", "pack overflow", f"row of {T} ids is full")
-          continue
         try:
           ids, mask, pixels, whole = self._row(sample, T - used)
         except _BadRecord as e:
-          label = f"{sample.where} id={sample.id}"
-          if self.on_error == "raise":
-            raise ValueError(f"{label}: {e.reason} ({e.detail})") from None
-          self.stats.skip(label, e.reason, e.detail)
-          log.warning("%s: %s (%s); it is left out of its row", label, e.reason, e.detail)
+          self.skip_bad_record(sample, e, "it is left out of its row")
           continue
         if used and whole > len(ids):
           self.stats.skip(f"{sample.where} id={sample.id}", "pack overflow", f"{whole} ids > {T - used} left")
